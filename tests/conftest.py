@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import responses as responses_module
+
+from django_giosg.client import GiosgClient
+
+TOKEN = "tok-3f1c-SECRET-do-not-log"
+ORG = "7f9e9580-095b-42c7-838c-c04e667b26f7"
+ROOM = "9926bdfa-56e0-11e5-b98c-6c4008c08dfe"
+VISITOR = "08119566026a4e1194a7a3244c90f925"
+CHAT = "58f5055c-56e0-11e5-9354-6c4008c08dfe"
+BASE = "https://giosg.test"
+ORG_URL = f"{BASE}/api/v5/orgs/{ORG}"
+
+
+class FakeClock:
+    """A monotonic clock that only moves when the test (or the fake sleep) moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def client(clock: FakeClock) -> Iterator[GiosgClient]:
+    """A client whose sleeps are recorded (not slept) and whose jitter factor is exactly 1."""
+    with GiosgClient(
+        api_token=TOKEN,
+        organization_id=ORG,
+        base_url=BASE,
+        max_retries=3,
+        retry_after_cap=30.0,
+        sleep=clock.sleep,
+        clock=clock,
+        random=lambda: 0.5,
+    ) as giosg:
+        yield giosg
+
+
+@pytest.fixture
+def mocked() -> Iterator[responses_module.RequestsMock]:
+    with responses_module.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield rsps

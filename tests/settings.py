@@ -1,0 +1,31 @@
+"""Django settings for django-giosg's own test suite."""
+
+SECRET_KEY = "django-giosg-tests-only"
+DEBUG = False
+USE_TZ = True
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django_giosg",
+]
+
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+
+ORGANIZATION_ID = "7f9e9580-095b-42c7-838c-c04e667b26f7"
+ROOM_ID = "9926bdfa-56e0-11e5-b98c-6c4008c08dfe"
+
+GIOSG = {
+    "API_TOKEN": "test-token-not-secret",
+    "ORGANIZATION_ID": ORGANIZATION_ID,
+    "ROOM_IDS": [ROOM_ID],
+    "API_BASE_URL": "https://giosg.test",
+}

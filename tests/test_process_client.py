@@ -1,0 +1,53 @@
+"""The process-wide client follows the settings."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+from django_giosg import _compat
+from django_giosg.client import GiosgClient, get_client
+from django_giosg.conf import get_settings
+from django_giosg.errors import GiosgConfigurationError
+
+
+def test_one_client_per_process_built_from_the_settings() -> None:
+    client = get_client()
+    assert get_client() is client
+    assert client.base_url == "https://giosg.test"
+    assert client.organization_id == get_settings().organization_id
+    assert client.pool_size == 8
+    assert client.timeout == (3.05, 10.0)
+
+
+def test_the_client_is_rebuilt_when_the_settings_change() -> None:
+    before = get_client()
+    giosg = {**get_settings_raw(), "MAX_WORKERS": 2, "MAX_RETRIES": 1}
+    with override_settings(GIOSG=giosg):
+        during = get_client()
+        assert during is not before
+        assert (during.pool_size, during.max_retries) == (2, 1)
+    assert get_client() is not during
+
+
+def test_a_client_needs_a_token() -> None:
+    with pytest.raises(GiosgConfigurationError, match="API_TOKEN"):
+        GiosgClient(api_token="", organization_id="x")
+
+
+def test_from_settings_accepts_overrides() -> None:
+    client = GiosgClient.from_settings(get_settings(), max_retries=0)
+    assert client.max_retries == 0
+
+
+def test_compat_picks_the_task_decorator_for_this_django() -> None:
+    import django
+
+    expected = "django.tasks" if django.VERSION >= (6, 0) else "django_tasks"
+    assert _compat.task.__module__.startswith(expected)
+
+
+def get_settings_raw() -> dict[str, object]:
+    from django.conf import settings
+
+    return dict(settings.GIOSG)
