@@ -266,13 +266,10 @@ _cached: GiosgSettings | None = None
 def get_settings() -> GiosgSettings:
     """The current validated settings, read on first use and cached until ``GIOSG`` changes."""
     global _cached
-    current = _cached
-    if current is None:
-        with _lock:
-            if _cached is None:
-                _cached = load(getattr(django_settings, "GIOSG", {}))
-            current = _cached
-    return current
+    with _lock:
+        if _cached is None:
+            _cached = load(getattr(django_settings, "GIOSG", {}))
+        return _cached
 
 
 def reset() -> None:

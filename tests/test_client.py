@@ -581,7 +581,9 @@ def test_a_deadline_bounds_a_whole_pagination(
 ) -> None:
     def slow_page(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
         clock.now += 0.6
-        return 200, {}, json.dumps(page([room_json(1)], f"{ROOMS_URL}?cursor={clock.now}"))
+        pages = len(mocked.calls) + 1
+        next_url = f"{ROOMS_URL}?cursor={pages}" if pages < 5 else None
+        return 200, {}, json.dumps(page([room_json(pages)], next_url))
 
     mocked.add_callback("GET", ROOMS_URL, callback=slow_page)
     with pytest.raises(GiosgUnavailable, match="deadline exceeded"):
