@@ -104,11 +104,11 @@ class GiosgClient:
         *,
         api_token: str,
         organization_id: str,
-        base_url: str = "https://service.giosg.com",
-        timeout: tuple[float, float] = (3.05, 10.0),
-        max_retries: int = 3,
-        retry_after_cap: float = 30.0,
-        pool_size: int = 8,
+        base_url: str = GiosgSettings.api_base_url,
+        timeout: tuple[float, float] = GiosgSettings.timeout,
+        max_retries: int = GiosgSettings.max_retries,
+        retry_after_cap: float = GiosgSettings.retry_after_cap,
+        pool_size: int = GiosgSettings.max_workers,
         backoff_base: float = 0.5,
         backoff_max: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -379,7 +379,7 @@ class GiosgClient:
         message = f"giosg answered {status} {phrase}"
         if status >= 500:
             return GiosgUnavailable(message, method=method, path=path, status=status)
-        body = _redact(response.text[:BODY_EXCERPT], secrets)
+        body = _redact(response.text, secrets)[:BODY_EXCERPT]
         if status == 429:
             return GiosgRateLimited(
                 message, method=method, path=path, body=body, retry_after=retry_after
@@ -406,7 +406,7 @@ class GiosgClient:
         try:
             return parse(_object(data))
         except ValueError as err:
-            body = _redact(response.text[:BODY_EXCERPT], (self._token,))
+            body = _redact(response.text, (self._token,))[:BODY_EXCERPT]
             raise _bad_response(str(err), method, url, response.status_code, body) from None
 
     def _paginate(

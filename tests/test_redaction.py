@@ -66,3 +66,12 @@ def test_the_client_and_the_settings_do_not_show_the_token(clock: FakeClock) -> 
     session = giosg._get_session()
     for shown in (repr(giosg), str(giosg), repr(settings), repr(session.auth)):
         assert TOKEN not in shown
+
+
+def test_a_value_cut_by_the_excerpt_is_not_shown_in_part(
+    client: GiosgClient, mocked: responses.RequestsMock
+) -> None:
+    mocked.post(VARIABLES_URL, status=400, body="x" * 495 + VALUE, content_type="text/plain")
+    with pytest.raises(GiosgAPIError) as caught:
+        client.set_variable(ROOM, VISITOR, "username", VALUE)
+    assert caught.value.body == "x" * 495 + "***"
