@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings as django_settings
@@ -23,8 +23,6 @@ from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 from .errors import GiosgConfigurationError
-
-T = TypeVar("T")
 
 DEFAULT_API_BASE_URL = "https://service.giosg.com"
 DEFAULT_VARIABLES = "django_giosg.variables.default_variables"

@@ -84,10 +84,10 @@ def test_repeated_calls_reuse_one_connection(server: Server) -> None:
 
 
 def test_concurrent_calls_share_a_pool_of_max_workers_connections(server: Server) -> None:
-    with make_client(server, pool_size=4) as client, ThreadPoolExecutor(8) as pool:
+    # MAX_WORKERS threads at once: each holds one pooled connection at a time, none is discarded.
+    with make_client(server, pool_size=8) as client, ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: client.get_chat("slow"), range(40)))
-    assert 1 <= server.connections <= 8  # never a new connection per call
-    assert server.connections < 40
+    assert 1 <= server.connections <= 8
 
 
 def test_a_hanging_server_is_bounded_by_the_deadline(server: Server) -> None:
