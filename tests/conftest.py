@@ -56,3 +56,6 @@ def client(clock: FakeClock) -> Iterator[GiosgClient]:
 def mocked() -> Iterator[responses_module.RequestsMock]:
     with responses_module.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         yield rsps
+
+
+pytest_plugins = ["pytester"]

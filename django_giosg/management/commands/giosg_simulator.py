@@ -1,0 +1,79 @@
+"""``manage.py giosg_simulator``: serve the giosg simulator until Ctrl-C.
+
+The simulator takes the organization, token and rooms of ``settings.GIOSG`` when they are set, so
+that a site pointed at it (``API_BASE_URL``) works unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_giosg.testing import DEFAULT_API_TOKEN, DEFAULT_ORGANIZATION_ID, GiosgSimulator
+
+
+def _count(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}, not {value}")
+        return value
+
+    return parse
+
+
+class Command(BaseCommand):
+    help = "Serve a stateful giosg simulator on 127.0.0.1 (for development and tests)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=_count(0), default=8765, help="0 picks a free port")
+        parser.add_argument("--seed", type=int, default=0, help="makes rate-based faults repeat")
+        parser.add_argument("--page-size", type=_count(1), default=50)
+        parser.add_argument(
+            "--rooms", type=_count(1), default=3, help="own rooms, when GIOSG has no ROOM_IDS"
+        )
+        parser.add_argument("--shared-rooms", type=_count(0), default=1)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        configured: dict[str, Any] = dict(getattr(settings, "GIOSG", {}))
+        room_ids = configured.get("ROOM_IDS")
+        simulator = GiosgSimulator(
+            port=options["port"],
+            api_token=configured.get("API_TOKEN") or DEFAULT_API_TOKEN,
+            organization_id=configured.get("ORGANIZATION_ID") or DEFAULT_ORGANIZATION_ID,
+            room_ids=list(room_ids) if room_ids else None,
+            rooms=options["rooms"],
+            shared_rooms=options["shared_rooms"],
+            page_size=options["page_size"],
+            seed=options["seed"],
+        )
+        try:
+            simulator.start()
+        except OSError as err:
+            raise CommandError(
+                f"cannot listen on port {options['port']}: {err.strerror}"
+            ) from None
+        base = simulator.base_url
+        self.stdout.write(f"giosg simulator listening on {base}")
+        self.stdout.write(f"  organization {simulator.organization_id}")
+        self.stdout.write(f"  own rooms    {', '.join(simulator.room_ids)}")
+        self.stdout.write(f"  shared rooms {', '.join(simulator.shared_room_ids) or '-'}")
+        self.stdout.write(f"  loader       {simulator.loader_url}")
+        self.stdout.write(f"  control API  {base}/_simulator/")
+        if configured.get("API_BASE_URL") != base:
+            self.stdout.write(f'Point the site at it with GIOSG["API_BASE_URL"] = "{base}".')
+        self.stdout.write("Quit with CONTROL-C.")
+        self.stdout.flush()
+        try:
+            simulator.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            simulator.stop()
+        self.stdout.write("giosg simulator stopped.")

@@ -1,0 +1,123 @@
+"""``manage.py giosg_simulator``."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for_url(output: io.StringIO | list[str], deadline: float) -> str:
+    while time.monotonic() < deadline:
+        text = output.getvalue() if isinstance(output, io.StringIO) else "".join(output)
+        found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", text)
+        if found:
+            return found.group(1)
+        time.sleep(0.01)
+    raise AssertionError(f"the simulator did not start: {output!r}")
+
+
+def test_serves_the_settings_organization_until_shut_down() -> None:
+    output = io.StringIO()
+    thread = threading.Thread(
+        target=call_command,
+        args=("giosg_simulator", "--port", "0", "--seed", "3", "--page-size", "1"),
+        kwargs={"stdout": output},
+    )
+    thread.start()
+    base = wait_for_url(output, time.monotonic() + 10)
+    info = requests.get(f"{base}/_simulator/", timeout=5).json()
+    assert info["organization_id"] == settings.GIOSG["ORGANIZATION_ID"]
+    assert info["api_token"] == settings.GIOSG["API_TOKEN"]
+    assert info["room_ids"] == settings.GIOSG["ROOM_IDS"]
+    assert (info["seed"], info["page_size"]) == (3, 1)
+    assert requests.post(f"{base}/_simulator/shutdown", timeout=5).status_code == 202
+    thread.join(10)
+    assert not thread.is_alive()
+    text = output.getvalue()
+    assert f'GIOSG["API_BASE_URL"] = "{base}"' in text  # the test settings point elsewhere
+    assert text.rstrip().endswith("giosg simulator stopped.")
+    with pytest.raises(requests.ConnectionError):
+        requests.get(base, timeout=5)
+
+
+def test_a_busy_port_is_a_command_error() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(CommandError, match=f"cannot listen on port {port}"):
+            call_command("giosg_simulator", "--port", str(port), stdout=io.StringIO())
+
+
+@pytest.mark.parametrize(
+    "args", [["--port", "-1"], ["--port", "http"], ["--page-size", "0"], ["--rooms", "0"]]
+)
+def test_bad_arguments(args: list[str]) -> None:
+    with pytest.raises(CommandError):
+        call_command("giosg_simulator", *args, stdout=io.StringIO())
+
+
+def test_ctrl_c_stops_it_cleanly() -> None:
+    """The real thing: ``django-admin giosg_simulator`` in its own process, ended by SIGINT."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "django", "giosg_simulator", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 20
+        while not any("listening on" in line for line in lines):
+            line = process.stdout.readline()
+            assert line, "the command ended before it listened"
+            lines.append(line)
+        base = wait_for_url(lines, deadline)
+        assert requests.get(f"{base}/api/v5/users/me", timeout=5).status_code == 401
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert "giosg simulator stopped." in out
+
+
+def test_ctrl_c_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django_giosg.testing import GiosgSimulator
+
+    def interrupted(self: GiosgSimulator, timeout: float | None = None) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(GiosgSimulator, "wait", interrupted)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    output = io.StringIO()
+    pointed = {**settings.GIOSG, "API_BASE_URL": f"http://127.0.0.1:{port}"}
+    with override_settings(GIOSG=pointed):
+        call_command("giosg_simulator", "--port", str(port), stdout=output)
+    text = output.getvalue()
+    assert "Point the site at it" not in text  # the site already is
+    assert text.rstrip().endswith("giosg simulator stopped.")

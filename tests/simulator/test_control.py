@@ -1,0 +1,229 @@
+"""The control API under /_simulator/: the Python API's operations over HTTP."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from django_giosg.testing import GiosgSimulator
+
+from .conftest import API, OTHER_VISITOR, VISITOR
+
+
+@pytest.fixture
+def control(sim: GiosgSimulator) -> API:
+    return API(sim)
+
+
+def test_describe(control: API, sim: GiosgSimulator, room: str, shared_room: str) -> None:
+    info = control.get("/_simulator/").json()
+    assert info["base_url"] == sim.base_url
+    assert info["loader_url"] == sim.loader_url
+    assert info["organization_id"] == sim.organization_id
+    assert info["api_token"] == sim.api_token
+    assert info["room_ids"] == [room]
+    assert info["shared_room_ids"] == [shared_room]
+    assert info["page_size"] == 50
+    assert info["switches"]["end_ended_chat"] == "noop"
+
+
+def test_seed_and_read_a_visitor(control: API, sim: GiosgSimulator, room: str) -> None:
+    response = control.post(
+        f"/_simulator/visitors/{VISITOR}",
+        json={"rooms": [room], "open_chats": 2, "ended_chats": 1, "variables": {"k": "v"}},
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert sorted(body["open_chats"]) == sorted(sim.open_chats(VISITOR))
+    assert len(body["open_chats"]) == 2
+    state = control.get(f"/_simulator/visitors/{VISITOR}").json()
+    assert state == sim.state(VISITOR) == body["state"]
+    assert state["rooms"][room]["variables"] == {"k": "v"}
+    assert [c["is_ended"] for c in state["rooms"][room]["chats"]] == [False, False, True]
+
+
+def test_seed_defaults_to_every_room(control: API, sim: GiosgSimulator) -> None:
+    control.post(f"/_simulator/visitors/{VISITOR}")
+    assert len(sim.open_chats(VISITOR)) == len(sim.room_ids) + len(sim.shared_room_ids)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"rooms": "all"}, "rooms: invalid value"),
+        ({"open_chats": -1}, "open_chats: invalid value"),
+        ({"open_chats": True}, "open_chats: invalid value"),
+        ({"ended_chats": -2}, "ended_chats: invalid value"),
+        ({"variables": {"k": 1}}, "variables: invalid value"),
+        ({"chats": 1}, "unknown option chats"),
+        ({"rooms": ["00000000-0000-4000-8000-000000000000"]}, "unknown rooms"),
+    ],
+)
+def test_bad_seeds(control: API, sim: GiosgSimulator, body: object, message: str) -> None:
+    response = control.post(f"/_simulator/visitors/{VISITOR}", json=body)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+    assert sim.state(VISITOR)["rooms"] == {}
+
+
+@pytest.mark.parametrize("raw", [b"{", b"[1]", b"\xff"])
+def test_bodies_must_be_json_objects(control: API, raw: bytes) -> None:
+    response = control.post(f"/_simulator/visitors/{VISITOR}", data=raw)
+    assert response.status_code == 400
+    assert response.json()["error"]
+
+
+def test_visitor_ids_are_checked(control: API) -> None:
+    assert control.get("/_simulator/visitors/a%20b").status_code == 400
+    assert control.get("/_simulator/visitors/" + "a" * 65).status_code == 400
+
+
+def test_faults(control: API, sim: GiosgSimulator) -> None:
+    response = control.post("/_simulator/faults", json={"endpoint": "list_rooms", "status": 503})
+    assert response.status_code == 201
+    assert response.json()["status"] == 503
+    assert control.get("rooms").status_code == 503
+    assert [f["endpoint"] for f in control.get("/_simulator/faults").json()] == ["list_rooms"]
+    assert control.delete("/_simulator/faults").status_code == 204
+    assert control.get("rooms").status_code == 200
+    assert sim.faults.faults == []
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"status": 200}, "status must be an error status"),
+        ({"endpoint": "everything", "status": 500}, "unknown endpoint"),
+        ({"status": 500, "colour": "red"}, "unknown fault option colour"),
+    ],
+)
+def test_bad_faults(control: API, sim: GiosgSimulator, body: object, message: str) -> None:
+    response = control.post("/_simulator/faults", json=body)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+    assert sim.faults.faults == []
+
+
+def test_switches(control: API, sim: GiosgSimulator) -> None:
+    response = control.patch("/_simulator/switches", json={"end_ended_chat": "locked"})
+    assert response.status_code == 200
+    assert response.json()["end_ended_chat"] == "locked"
+    assert control.get("/_simulator/switches").json() == sim.world.switches.as_dict()
+    bad = control.patch("/_simulator/switches", json={"end_ended_chat": "maybe"})
+    assert bad.status_code == 400
+    assert sim.world.switches.end_ended_chat == "locked"
+
+
+def test_stats_calls_and_reset(control: API, sim: GiosgSimulator, room: str) -> None:
+    control.post(control.variables(room), json={"key": "k", "value": "v"})
+    control.get("rooms")
+    stats = control.get("/_simulator/stats").json()
+    assert stats["requests"] == {"set_variable": 1, "list_rooms": 1}  # control calls not counted
+    assert stats["connections"] == 1
+    calls = control.get("/_simulator/calls").json()
+    assert [(c["endpoint"], c["status"]) for c in calls] == [
+        ("set_variable", 201),
+        ("list_rooms", 200),
+    ]
+    assert control.post("/_simulator/reset").status_code == 204
+    assert sim.calls == []
+    assert sim.variables(VISITOR) == {}
+    assert control.get("/_simulator/stats").json()["requests"] == {}
+
+
+def test_unknown_control_paths(control: API) -> None:
+    for method, path in [("GET", "/_simulator/nothing"), ("DELETE", "/_simulator/reset")]:
+        response = control.request(method, path)
+        assert response.status_code == 404
+        assert "no control endpoint" in response.json()["error"]
+
+
+def test_down_for_some_seconds(control: API, sim: GiosgSimulator) -> None:
+    response = control.post("/_simulator/down", json={"seconds": 0.3})
+    assert response.status_code == 202  # the answer arrives before the simulator goes down
+    deadline = time.monotonic() + 5
+    while sim.is_up and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(control.url("rooms"), timeout=5)
+    while not sim.is_up and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert requests.get(control.url("/api/v5/users/me"), timeout=5).status_code == 401
+
+
+@pytest.mark.parametrize("body", [{}, {"seconds": 0}, {"seconds": "1"}, {"seconds": True}])
+def test_down_needs_seconds(control: API, sim: GiosgSimulator, body: object) -> None:
+    response = control.post("/_simulator/down", json=body)
+    assert response.status_code == 400
+    assert sim.is_up
+
+
+def test_shutdown_releases_wait(control: API, sim: GiosgSimulator) -> None:
+    assert sim.wait(0.01) is False
+    assert control.post("/_simulator/shutdown").status_code == 202
+    assert sim.wait(5) is True
+    sim._shutdown.clear()  # the session's simulator goes on serving the other tests
+
+
+class TestBrowser:
+    """The calls the loader stand-in makes for the page (any origin)."""
+
+    def test_visit(self, control: API, sim: GiosgSimulator, room: str, shared_room: str) -> None:
+        response = control.post("/_simulator/browser/visit", data=f'{{"visitor_id": "{VISITOR}"}}')
+        assert response.status_code == 200
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+        assert response.json() == {"visitor_id": VISITOR, "rooms": [room, shared_room]}
+        assert all(r["seen"] for r in sim.state(VISITOR)["rooms"].values())
+
+    def test_close_ends_chats_in_every_room(self, control: API, sim: GiosgSimulator) -> None:
+        sim.seed_visitor(VISITOR, open_chats=2)
+        sim.seed_visitor(OTHER_VISITOR)
+        response = control.post("/_simulator/browser/close", json={"visitor_id": VISITOR})
+        assert response.json() == {"closed": 4}  # the shared room's too
+        assert sim.open_chats(VISITOR) == []
+        assert len(sim.open_chats(OTHER_VISITOR)) == 2
+
+    def test_remove_all_in_rooms(
+        self, control: API, sim: GiosgSimulator, room: str, shared_room: str
+    ) -> None:
+        sim.seed_visitor(VISITOR, variables={"a": "1", "b": "2"})
+        body = {"visitor_id": VISITOR, "rooms": [shared_room]}
+        assert control.post("/_simulator/browser/remove", json=body).json() == {"removed": 2}
+        assert sim.variables(VISITOR) == {room: {"a": "1", "b": "2"}}
+
+    def test_remove_all_where_the_visitor_never_was(
+        self, control: API, sim: GiosgSimulator, room: str
+    ) -> None:
+        sim.seed_visitor(VISITOR, rooms=[room], variables={"a": "1"})
+        body = {"visitor_id": VISITOR, "rooms": sim.shared_room_ids}
+        assert control.post("/_simulator/browser/remove", json=body).json() == {"removed": 0}
+        assert sim.variables(VISITOR) == {room: {"a": "1"}}
+
+    def test_remove_all_without_rooms_is_the_domain_room(
+        self, control: API, sim: GiosgSimulator, room: str
+    ) -> None:
+        sim.seed_visitor(VISITOR, variables={"a": "1"})
+        response = control.post("/_simulator/browser/remove", json={"visitor_id": VISITOR})
+        assert response.json() == {"removed": 1}
+        assert list(sim.variables(VISITOR)) == sim.shared_room_ids
+
+    def test_preflight(self, control: API) -> None:
+        response = control.request("OPTIONS", "/_simulator/browser/close")
+        assert response.status_code == 204
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+        assert "POST" in response.headers["Access-Control-Allow-Methods"]
+
+    @pytest.mark.parametrize(
+        "body",
+        [{}, {"visitor_id": 1}, {"visitor_id": "../x"}, {"visitor_id": VISITOR, "rooms": "r"}],
+    )
+    def test_bad_bodies(self, control: API, body: object) -> None:
+        response = control.post("/_simulator/browser/remove", json=body)
+        assert response.status_code == 400
+
+    def test_unknown_action(self, control: API) -> None:
+        response = control.post("/_simulator/browser/chat", json={"visitor_id": VISITOR})
+        assert response.status_code == 404
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
