@@ -38,6 +38,7 @@ def test_serves_the_settings_organization_until_shut_down() -> None:
         target=call_command,
         args=("giosg_simulator", "--port", "0", "--seed", "3", "--page-size", "1"),
         kwargs={"stdout": output},
+        daemon=True,  # a failing test must not keep the run alive
     )
     thread.start()
     base = wait_for_url(output, time.monotonic() + 10)

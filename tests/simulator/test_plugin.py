@@ -41,6 +41,9 @@ def test_giosg_points_at_the_simulator(giosg_simulator):
     giosg_simulator.set_switches(end_ended_chat="locked")
     giosg_simulator.page_size = 1
 
+def test_using_the_session_simulator_directly(giosg_simulator_session):
+    giosg_simulator_session.add_fault(status=500)  # and leaves it there
+
 def test_each_test_gets_it_reset(giosg_simulator):
     assert giosg_simulator.state("v1")["rooms"] == {}
     assert giosg_simulator.faults.faults == []
@@ -59,4 +62,4 @@ def test_the_fixture_in_a_host_project(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\npythonpath = .\n")
     # --ds: the outer run's DJANGO_SETTINGS_MODULE is in the environment
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--ds=inner_settings")
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)

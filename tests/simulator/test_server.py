@@ -165,6 +165,7 @@ def test_a_given_port_is_used() -> None:
 
 
 def test_stop_ends_a_hanging_request_at_once() -> None:
+    threads_before = threading.active_count()
     simulator = GiosgSimulator(hang_limit=60).start()
     simulator.add_fault(hang=True)
     errors: list[BaseException] = []
@@ -185,6 +186,10 @@ def test_stop_ends_a_hanging_request_at_once() -> None:
     assert not thread.is_alive()
     assert time.monotonic() - started < 5
     assert isinstance(errors[0], requests.ConnectionError)
+    deadline = time.monotonic() + 5  # the handler's thread ends too, not only the socket
+    while threading.active_count() > threads_before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == threads_before
 
 
 def test_settings_point_at_the_simulator(sim: GiosgSimulator) -> None:
