@@ -51,25 +51,34 @@ class Fault:
             raise ValueError(
                 f"unknown endpoint {self.endpoint!r}; known: '*', {', '.join(ENDPOINTS)}"
             )
-        if not isinstance(self.latency, (int, float)) or self.latency < 0:
+        if not _is_number(self.latency) or self.latency < 0:
             raise ValueError(f"latency must be a number of seconds ≥ 0, not {self.latency!r}")
         if self.status is not None and (
             type(self.status) is not int or not 400 <= self.status <= 599
         ):
             raise ValueError(f"status must be an error status (400-599), not {self.status!r}")
+        if self.retry_after is not None and not isinstance(self.retry_after, str):
+            raise ValueError(f"retry_after must be a header value (str), not {self.retry_after!r}")
         if self.retry_after is not None and self.status is None:
             raise ValueError("retry_after goes with a status (429 or 503)")
+        for name in ("drop", "hang"):
+            if type(getattr(self, name)) is not bool:
+                raise ValueError(f"{name} must be true or false, not {getattr(self, name)!r}")
         if (self.status is not None) + bool(self.drop) + bool(self.hang) > 1:
             raise ValueError("a fault is at most one of status, drop and hang")
         if self.status is None and not (self.drop or self.hang or self.latency):
             raise ValueError("a fault needs a status, drop, hang or latency")
         if self.times is not None and (type(self.times) is not int or self.times < 1):
             raise ValueError(f"times must be an integer ≥ 1, not {self.times!r}")
-        if not isinstance(self.rate, (int, float)) or not 0 < self.rate <= 1:
+        if not _is_number(self.rate) or not 0 < self.rate <= 1:
             raise ValueError(f"rate must be in (0, 1], not {self.rate!r}")
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

@@ -397,6 +397,14 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
 
     def _dispatch(self) -> None:
+        try:
+            self._dispatch_request()
+        except Exception:
+            # A bug of the simulator: loud in the log, and an answer rather than a cut connection.
+            logger.exception("giosg simulator: %s %s failed", self.command, self.path)
+            self._send(json_response(500, {"error": "the simulator failed"}), close=True)
+
+    def _dispatch_request(self) -> None:
         sim = self.server.simulator
         body = self._read_body()
         if body is None:

@@ -232,3 +232,21 @@ def test_a_reset_connection_is_no_error(
     while "ended" not in caplog.text and time.monotonic() < deadline:
         time.sleep(0.01)
     assert "giosg simulator: connection from" in caplog.text
+
+
+def test_a_simulator_bug_is_logged_and_answered(
+    api: API,
+    sim: GiosgSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(visitor_id: str) -> dict[str, object]:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(sim.world, "state", broken)
+    response = api.get(f"/_simulator/visitors/{VISITOR}")
+    assert response.status_code == 500
+    assert response.json() == {"error": "the simulator failed"}
+    assert response.headers["Connection"] == "close"
+    assert "giosg simulator: GET /_simulator/visitors/" in caplog.text
+    assert "RuntimeError: bug" in caplog.text

@@ -1,4 +1,4 @@
-"""``manage.py giosg_simulator``: serve the giosg simulator until Ctrl-C.
+"""``manage.py giosg_simulator``: serve the giosg simulator until Ctrl-C (or SIGTERM).
 
 The simulator takes the organization, token and rooms of ``settings.GIOSG`` when they are set, so
 that a site pointed at it (``API_BASE_URL``) works unchanged.
@@ -7,6 +7,8 @@ that a site pointed at it (``API_BASE_URL``) works unchanged.
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
 from typing import Any
 
 from django.conf import settings
@@ -70,10 +72,16 @@ class Command(BaseCommand):
             self.stdout.write(f'Point the site at it with GIOSG["API_BASE_URL"] = "{base}".')
         self.stdout.write("Quit with CONTROL-C.")
         self.stdout.flush()
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            # SIGTERM (docker stop, systemd, CI) stops it as cleanly as Ctrl-C does.
+            previous = signal.signal(signal.SIGTERM, lambda *_: simulator.request_shutdown())
         try:
             simulator.wait()
         except KeyboardInterrupt:
             pass
         finally:
             simulator.stop()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         self.stdout.write("giosg simulator stopped.")
