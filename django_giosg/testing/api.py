@@ -148,15 +148,16 @@ class GiosgAPI:
             "end_chat": self._end_chat,
         }
 
-    def handle(self, request: Request, route: Route | None, endpoint: str | None) -> Response:
-        """The answer to an API request whose route and endpoint :func:`match` found."""
+    def handle(
+        self, request: Request, route: Route | None, endpoint: str | None, params: list[str]
+    ) -> Response:
+        """The answer to an API request, given what :func:`match` found for it."""
         try:
             self._authenticate(request)
             if route is None:
                 raise not_found()
             if endpoint is None:
                 raise Problem(405, {"detail": f'Method "{request.method}" not allowed.'})
-            _, _, params = match(request.method, request.path)
             return self._handlers[endpoint](request, params)
         except Problem as problem:
             headers = {}

@@ -22,9 +22,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .api import GiosgAPI, Paginator, Request, Response, Route, json_response, match
+from .api import GiosgAPI, Paginator, Request, Response, json_response, match
 from .control import PREFIX, ControlAPI
-from .faults import Fault, FaultPlan, Outcome
+from .faults import Fault, FaultPlan
 from .world import DEFAULT_API_TOKEN, DEFAULT_ORGANIZATION_ID, Switches, World
 
 logger = logging.getLogger(__name__)
@@ -389,7 +389,8 @@ class _Handler(BaseHTTPRequestHandler):
             super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("giosg simulator: %s", format % args)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("giosg simulator: %s", format % args)
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -426,25 +427,17 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 threading.Thread(target=after, daemon=True).start()
             return
+        route, found, params = match(self.command, url.path)
         if url.path.startswith(LOADER_PREFIX):
-            endpoint: str = "loader"
-            route = None
-        else:
-            route, found, _ = match(self.command, url.path)
-            endpoint = found or "other"
+            found = "loader"
+        endpoint = found or "other"  # "other": unknown paths and wrong methods
         outcome = sim.faults.decide(endpoint, f"{self.command} {self.path}")
-        self._serve(request, endpoint, route, outcome, url.query)
-
-    def _serve(
-        self, request: Request, endpoint: str, route: Route | None, outcome: Outcome, query: str
-    ) -> None:
-        sim = self.server.simulator
         if outcome.latency:
             time.sleep(outcome.latency)
         sent = _sent_json(request.body)
         if outcome.action in ("drop", "hang"):
             what = "dropped" if outcome.action == "drop" else "hung"
-            sim._record(Call(request.method, request.path, query, endpoint, None, what, sent))
+            sim._record(Call(request.method, request.path, url.query, endpoint, None, what, sent))
             if outcome.action == "hang":
                 sim._hang()
             self.close_connection = True  # and no answer
@@ -453,14 +446,21 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"Retry-After": outcome.retry_after} if outcome.retry_after else {}
             status = outcome.status or 500
             response = json_response(status, {"detail": "Simulated failure."}, headers)
-        elif endpoint == "loader":
+        elif found == "loader":
             response = self._loader(request)
         else:
-            response = sim.api.handle(request, route, None if endpoint == "other" else endpoint)
-        call = Call(
-            request.method, request.path, query, endpoint, response.status, "answered", sent
+            response = sim.api.handle(request, route, found, params)
+        sim._record(
+            Call(
+                request.method,
+                request.path,
+                url.query,
+                endpoint,
+                response.status,
+                "answered",
+                sent,
+            )
         )
-        sim._record(call)
         self._send(response)
 
     def _loader(self, request: Request) -> Response:

@@ -250,3 +250,10 @@ def test_a_simulator_bug_is_logged_and_answered(
     assert response.headers["Connection"] == "close"
     assert "giosg simulator: GET /_simulator/visitors/" in caplog.text
     assert "RuntimeError: bug" in caplog.text
+
+
+def test_requests_are_logged_at_debug_level(api: API, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, "django_giosg.testing.server")
+    api.get("rooms")
+    assert '"GET /api/v5/orgs/' in caplog.text
+    assert 'HTTP/1.1" 200' in caplog.text
