@@ -1,4 +1,5 @@
-"""giosg-api.md §11's login and logout, by the client against the simulator over real HTTP.
+"""The recommended login and logout (set each key in each room; page the rooms, end the open
+chats, delete the keys), by the client against the simulator over real HTTP.
 
 The services of a later release run these steps concurrently; here they run one after another,
 which is what the connection-reuse and fault tests need.

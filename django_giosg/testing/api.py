@@ -1,6 +1,6 @@
 """The REST API v5 as the simulator serves it: routing, the strict checks, cursor pagination.
 
-Strict where giosg is (giosg-api.md): the ``Authorization: Token`` header (401), the organization
+Strict where giosg is: the ``Authorization: Token`` header (401), the organization
 in the path (403), unknown rooms, visitors, keys and chats (404), ``Content-Type`` on POST and
 PATCH (415), malformed bodies (400), wrong methods (405). Error bodies are DRF-style JSON.
 """

@@ -39,7 +39,7 @@ _VISITOR_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CORS = {"Access-Control-Allow-Origin": "*"}
 
 
-class ControlError(Exception):
+class ControlError(ValueError):
     """A bad control request: 400 with ``{"error": message}``."""
 
 
@@ -70,7 +70,7 @@ class ControlAPI:
             elif (method, route) == ("GET", "faults"):
                 response = json_response(200, [f.as_dict() for f in sim.faults.faults])
             elif (method, route) == ("POST", "faults"):
-                fault = _build(Fault, _object(request))
+                fault = _fault(_object(request))
                 sim.faults.add(fault)
                 response = json_response(201, fault.as_dict())
             elif (method, route) == ("DELETE", "faults"):
@@ -97,9 +97,7 @@ class ControlAPI:
                 response = json_response(
                     404, {"error": f"no control endpoint {method} {request.path}"}
                 )
-        except ControlError as err:
-            response = json_response(400, {"error": str(err)})
-        except ValueError as err:
+        except ValueError as err:  # ControlError, or a Fault, switch or seed refused
             response = json_response(400, {"error": str(err)})
         return response, after
 
@@ -178,11 +176,11 @@ def _pick(options: dict[str, Any], allowed: dict[str, Callable[[Any], bool]]) ->
     return options
 
 
-def _build(kind: type[Fault], options: dict[str, Any]) -> Fault:
+def _fault(options: dict[str, Any]) -> Fault:
     known = set(Fault.__dataclass_fields__)
     unknown = sorted(set(options) - known)
     if unknown:
         raise ControlError(
             f"unknown fault option {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
-    return kind(**options)
+    return Fault(**options)

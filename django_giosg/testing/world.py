@@ -31,7 +31,8 @@ _SWITCH_CHOICES: dict[str, tuple[object, ...]] = {
 
 @dataclass(frozen=True)
 class Switches:
-    """How the simulator answers where giosg's behaviour is not documented (giosg-api.md §12).
+    """How the simulator answers where giosg's behaviour is not documented (re-POSTs, ended
+    chats, unseen visitors, the ``is_ended`` filter).
 
     - ``repost_status``: the status of a POST that overwrites an existing key (201 or 200).
     - ``end_ended_chat``: ``"noop"`` answers 200 unchanged, ``"locked"`` answers 400.
@@ -384,22 +385,21 @@ class World:
             seen = (room_id, visitor_id) in self._visitors
             if not seen and self.switches.unseen_visitor_variables == "not_found":
                 raise not_found()
-            existed = key in self._visitors.get((room_id, visitor_id), _Visitor()).variables
-            variable = self._store(room_id, visitor_id, key, value)
-            status = self.switches.repost_status if existed else 201
+            variable, created = self._store(room_id, visitor_id, key, value)
+            status = 201 if created else self.switches.repost_status
             return status, self.variable_json(room_id, visitor_id, variable)
 
-    def _store(self, room_id: str, visitor_id: str, key: str, value: str) -> Variable:
+    def _store(self, room_id: str, visitor_id: str, key: str, value: str) -> tuple[Variable, bool]:
+        """Create or overwrite a key (the visitor is seen from then on); true when created."""
         visitor = self._visitors.setdefault((room_id, visitor_id), _Visitor())
-        old = visitor.variables.get(key)
         stamp = now()
-        if old is None:
-            old = Variable(
-                key=key, value=value, seq=self._next_seq(), created_at=stamp, updated_at=""
-            )
-            visitor.variables[key] = old
-        old.value, old.updated_at = value, stamp
-        return old
+        variable = visitor.variables.get(key)
+        if variable is not None:
+            variable.value, variable.updated_at = value, stamp
+            return variable, False
+        variable = Variable(key, value, seq=self._next_seq(), created_at=stamp, updated_at=stamp)
+        visitor.variables[key] = variable
+        return variable, True
 
     def delete_variable(self, room_id: str, visitor_id: str, key: str) -> None:
         with self.lock:

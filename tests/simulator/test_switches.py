@@ -1,4 +1,4 @@
-"""The switches for what giosg-api.md marks uncertain: each behaviour both ways."""
+"""The switches for what giosg does not document: each behaviour both ways."""
 
 from __future__ import annotations
 
