@@ -1,4 +1,6 @@
 from django.apps import AppConfig
+from django.contrib.auth.signals import user_logged_out
+from django.core import checks
 
 
 class GiosgConfig(AppConfig):
@@ -9,4 +11,16 @@ class GiosgConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import conf  # noqa: F401  (connects the setting_changed receiver)
+        from . import checks as giosg_checks
+        from . import (
+            conf,  # noqa: F401  (connects the setting_changed receiver)
+            receivers,
+        )
+
+        checks.register(giosg_checks.check_settings)
+        checks.register(giosg_checks.check_middleware)
+        checks.register(giosg_checks.check_urls, checks.Tags.urls)
+        checks.register(giosg_checks.check_templates, checks.Tags.templates)
+        user_logged_out.connect(
+            receivers.on_user_logged_out, dispatch_uid="django_giosg.on_user_logged_out"
+        )

@@ -1,5 +1,9 @@
 """Django settings for django-giosg's own test suite."""
 
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+
 SECRET_KEY = "django-giosg-tests-only"
 DEBUG = False
 USE_TZ = True
@@ -9,6 +13,7 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    "django.contrib.staticfiles",
     "django_giosg",
 ]
 
@@ -18,6 +23,24 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_giosg.middleware.GiosgMiddleware",
+]
+
+ROOT_URLCONF = "tests.urls"
+STATIC_URL = "/static/"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast tests
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+            ],
+        },
+    }
 ]
 
 ORGANIZATION_ID = "7f9e9580-095b-42c7-838c-c04e667b26f7"
@@ -29,3 +52,4 @@ GIOSG = {
     "ROOM_IDS": [ROOM_ID],
     "API_BASE_URL": "https://giosg.test",
 }
+LOGIN_REDIRECT_URL = "/"

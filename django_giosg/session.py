@@ -1,0 +1,108 @@
+"""The visitor id in the Django session: where it is kept, what a valid one looks like.
+
+The id comes from the browser, so it is untrusted: it is checked against
+``GIOSG["VISITOR_ID_PATTERN"]`` with :func:`re.fullmatch` (a trailing newline fails) and, whatever
+the pattern, it must be a plain URL path segment, because it goes into giosg's URL paths.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .conf import get_settings
+
+SESSION_KEY = "django_giosg.visitor_id"
+ROOMS_SESSION_KEY = "django_giosg.rooms"
+CAPTURES_SESSION_KEY = "django_giosg.captures"
+
+CAPTURE_WINDOW = 3600.0  # seconds: CAPTURE_RATE counts distinct ids in a sliding hour
+
+# Whatever VISITOR_ID_PATTERN allows: unreserved URL characters only, never "." or "..".
+_PATH_SAFE = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,127}")
+
+# The session interface this module needs; both SessionBase and a plain dict provide it.
+Session = Any
+
+
+class InvalidVisitorId(ValueError):
+    """The browser sent something that is not a visitor id; the message says what is wrong."""
+
+
+def validate_visitor_id(value: object) -> str:
+    """Return ``value`` if it is a valid visitor id, else raise :class:`InvalidVisitorId`."""
+    if not isinstance(value, str):
+        kind = "null" if value is None else type(value).__name__
+        raise InvalidVisitorId(f"visitor_id must be a string, not {kind}")
+    pattern = get_settings().visitor_id_pattern
+    if not pattern.fullmatch(value) or not _PATH_SAFE.fullmatch(value):
+        raise InvalidVisitorId(
+            f"visitor_id does not look like a giosg visitor id (pattern {pattern.pattern!r})"
+        )
+    return value
+
+
+def get_visitor_id(session: Session) -> str | None:
+    """The visitor id stored in ``session``, or ``None``; a stored value that is no longer valid
+    (the pattern changed) is treated as absent."""
+    value = session.get(SESSION_KEY)
+    try:
+        return validate_visitor_id(value)
+    except InvalidVisitorId:
+        return None
+
+
+def get_browser_rooms(session: Session) -> list[str]:
+    """The owned rooms the browser reported for the stored visitor id."""
+    rooms = session.get(ROOMS_SESSION_KEY)
+    if not isinstance(rooms, list):
+        return []
+    return [room for room in rooms if isinstance(room, str)]
+
+
+def set_visitor_id(session: Session, visitor_id: str, rooms: Iterable[str] = ()) -> bool:
+    """Store ``visitor_id`` (validated) and its browser rooms; return whether anything changed.
+
+    For the same id the rooms are merged with those already stored; a new id replaces them.
+    Nothing is written when nothing changed, so an unchanged capture does not save the session.
+    """
+    validate_visitor_id(visitor_id)
+    previous = get_visitor_id(session)
+    known = get_browser_rooms(session) if previous == visitor_id else []
+    merged = list(dict.fromkeys([*known, *rooms]))
+    if previous == visitor_id and merged == known:
+        return False
+    session[SESSION_KEY] = visitor_id
+    if merged:
+        session[ROOMS_SESSION_KEY] = merged
+    else:
+        session.pop(ROOMS_SESSION_KEY, None)
+    return True
+
+
+def _recent_captures(session: Session, now: float) -> dict[str, float]:
+    captures = session.get(CAPTURES_SESSION_KEY)
+    if not isinstance(captures, Mapping):
+        return {}
+    return {
+        visitor_id: float(when)
+        for visitor_id, when in captures.items()
+        if isinstance(when, (int, float)) and now - CAPTURE_WINDOW < when <= now
+    }
+
+
+def capture_allowed(session: Session, visitor_id: str, now: float, rate: int) -> bool:
+    """Whether ``session`` may capture ``visitor_id`` now: an id already captured within the hour
+    always may; a new one only while fewer than ``rate`` distinct ids were captured."""
+    recent = _recent_captures(session, now)
+    return visitor_id in recent or len(recent) < rate
+
+
+def record_capture(session: Session, visitor_id: str, now: float) -> None:
+    """Count an accepted capture of ``visitor_id`` towards the session's rate (see above)."""
+    recent = _recent_captures(session, now)
+    if visitor_id in recent:
+        return  # counted already; the window starts at the id's first capture
+    recent[visitor_id] = now
+    session[CAPTURES_SESSION_KEY] = recent

@@ -1,0 +1,164 @@
+"""The capture endpoint: the browser reports the giosg visitor id, the session keeps it.
+
+Checks run in a fixed order (method 405, CSRF 403, size 413, parsing and validation 400, rate
+429), and a rejected request changes nothing: the session is untouched and giosg is not called.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from django.core.exceptions import (
+    BadRequest,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_POST
+
+from . import services, session
+from .client import get_client
+from .conf import GiosgSettings, get_settings
+from .errors import GiosgError
+
+logger = logging.getLogger("django_giosg")
+
+JSON_TYPE = "application/json"
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+class _Rejected(Exception):
+    """A request the endpoint refuses; carries the status and the message for ``{"error"}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@csrf_exempt  # from the middleware only: the check runs below, after the method's
+@require_POST
+def capture(request: HttpRequest) -> HttpResponse:
+    """Store the visitor id the browser reports (``204``), or say what is wrong with it."""
+    max_body = get_settings().capture_max_body
+    # Django raises these wherever a form body is first read, in the CSRF check too.
+    try:
+        return _capture(request)
+    except RequestDataTooBig:
+        return _rejection(_Rejected(413, f"the body is larger than {max_body} bytes"))
+    except (MultiPartParserError, BadRequest, TooManyFieldsSent, TooManyFilesSent):
+        return _rejection(_Rejected(400, "the form data cannot be parsed"))
+
+
+def _rejection(rejected: _Rejected) -> JsonResponse:
+    return JsonResponse({"error": rejected.message}, status=rejected.status)
+
+
+@csrf_protect
+def _capture(request: HttpRequest) -> HttpResponse:
+    settings = get_settings()
+    try:
+        visitor_id, rooms = _parse(request, settings.capture_max_body)
+        now = time.time()
+        if not session.capture_allowed(request.session, visitor_id, now, settings.capture_rate):
+            raise _Rejected(
+                429,
+                f"this session captured {settings.capture_rate} different visitor ids within "
+                "the hour; try again later",
+            )
+    except _Rejected as rejected:
+        return _rejection(rejected)
+    if session.set_visitor_id(request.session, visitor_id, _owned_rooms(rooms, settings)):
+        session.record_capture(request.session, visitor_id, now)
+    return HttpResponse(status=204)
+
+
+def _parse(request: HttpRequest, max_body: int) -> tuple[str, list[str]]:
+    """The visitor id and the browser's rooms from a JSON or form body, or :class:`_Rejected`."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > max_body:
+        raise _Rejected(413, f"the body is larger than {max_body} bytes")
+    if request.content_type == JSON_TYPE:
+        if len(request.body) > max_body:  # a body sent without Content-Length
+            raise _Rejected(413, f"the body is larger than {max_body} bytes")
+        visitor_id, rooms = _from_json(request.body)
+    elif request.content_type in FORM_TYPES:
+        visitor_id, rooms = _from_form(request)
+    else:
+        raise _Rejected(
+            400,
+            "send the visitor id as JSON (Content-Type: application/json) or as form data",
+        )
+    try:
+        valid_id = session.validate_visitor_id(visitor_id)
+    except session.InvalidVisitorId as err:
+        raise _Rejected(400, str(err)) from None
+    return valid_id, _room_ids(rooms)
+
+
+def _from_json(body: bytes) -> tuple[object, object]:
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
+        raise _Rejected(400, "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise _Rejected(400, 'the JSON body must be an object such as {"visitor_id": "…"}')
+    if "visitor_id" not in data:
+        raise _Rejected(400, "visitor_id is required")
+    rooms = data.get("rooms")
+    return data["visitor_id"], [] if rooms is None else rooms
+
+
+def _from_form(request: HttpRequest) -> tuple[object, object]:
+    fields = request.POST
+    ids = fields.getlist("visitor_id")
+    if not ids:
+        raise _Rejected(400, "visitor_id is required")
+    if len(ids) > 1:
+        raise _Rejected(400, "send one visitor_id, not several")
+    return ids[0], fields.getlist("rooms")
+
+
+def _room_ids(rooms: object) -> list[str]:
+    """The browser's rooms as lower-case UUIDs; strings that are no room UUID cannot be a room
+    the organization owns, so they are dropped like any other room it does not own."""
+    if not isinstance(rooms, list) or not all(isinstance(room, str) for room in rooms):
+        raise _Rejected(400, "rooms must be a list of room ids (strings)")
+    ids: list[str] = []
+    for room in rooms:
+        try:
+            parsed = uuid.UUID(room)
+        except ValueError:
+            continue
+        if str(parsed) == room.lower():
+            ids.append(room.lower())
+    return ids
+
+
+def _owned_rooms(rooms: list[str], settings: GiosgSettings) -> list[str]:
+    """The browser rooms the organization owns. giosg is asked (through the cached room list)
+    only when ``USE_BROWSER_ROOMS`` is on; within the request's budget and without retries."""
+    if not rooms or not (settings.enabled and settings.use_browser_rooms):
+        return []
+    client = get_client()
+    try:
+        return services.filter_owned_rooms(
+            rooms,
+            client,
+            settings,
+            deadline=client.deadline_after(settings.inline_budget),
+            max_retries=0,
+        )
+    except GiosgError as err:
+        logger.warning("Could not check the browser's rooms with giosg, none kept: %s", err)
+        return []

@@ -1,0 +1,96 @@
+"""django_giosg.services: the organization's own rooms, cached."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import responses
+from django.core.cache import cache
+
+from django_giosg import conf, services
+from django_giosg.client import GiosgClient
+
+from .conftest import ORG, ORG_URL, ROOM
+
+SHARED = "0f3ba9f2-56e1-11e5-9c5e-6c4008c08dfe"
+FOREIGN = "11111111-56e1-11e5-9c5e-6c4008c08dfe"
+UNLABELLED = "22222222-56e1-11e5-9c5e-6c4008c08dfe"
+OTHER_ORG = "33333333-56e1-11e5-9c5e-6c4008c08dfe"
+
+
+def room(
+    room_id: str, organization_id: str | None = ORG, *, shared: bool = False
+) -> dict[str, object]:
+    return {
+        "id": room_id,
+        "organization_id": organization_id,
+        "is_shared": shared,
+        "name": room_id,
+    }
+
+
+def settings_with(**changes: object) -> conf.GiosgSettings:
+    return conf.load({"API_TOKEN": "t", "ORGANIZATION_ID": ORG, "ROOM_IDS": [ROOM], **changes})
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def rooms_listed(mocked: responses.RequestsMock) -> responses.RequestsMock:
+    results = [
+        room(ROOM),
+        room(SHARED, OTHER_ORG, shared=True),
+        room(FOREIGN, OTHER_ORG),  # owned by another organization, whatever is_shared says
+        room(UNLABELLED, None),  # no organization given: listed for ours, so ours
+    ]
+    mocked.get(f"{ORG_URL}/rooms", json={"next": None, "previous": None, "results": results})
+    return mocked
+
+
+def test_owned_rooms_leave_out_rooms_of_other_organizations(
+    client: GiosgClient, rooms_listed: responses.RequestsMock
+) -> None:
+    owned = services.owned_room_ids(client, settings_with())
+    assert owned == frozenset({ROOM, UNLABELLED})
+
+
+def test_the_room_list_is_cached_for_the_ttl(
+    client: GiosgClient, rooms_listed: responses.RequestsMock
+) -> None:
+    settings = settings_with(ROOMS_CACHE_TTL=300)
+    services.owned_room_ids(client, settings)
+    assert services.owned_room_ids(client, settings) == frozenset({ROOM, UNLABELLED})
+    assert len(rooms_listed.calls) == 1
+    assert cache.get(f"django_giosg:rooms:{ORG}") == sorted([ROOM, UNLABELLED])
+
+
+def test_a_ttl_of_zero_never_caches(
+    client: GiosgClient, rooms_listed: responses.RequestsMock
+) -> None:
+    settings = settings_with(ROOMS_CACHE_TTL=0)
+    services.owned_room_ids(client, settings)
+    services.owned_room_ids(client, settings)
+    assert len(rooms_listed.calls) == 2
+    assert cache.get(f"django_giosg:rooms:{ORG}") is None
+
+
+def test_filtering_keeps_order_drops_duplicates_and_foreign_rooms(
+    client: GiosgClient, rooms_listed: responses.RequestsMock
+) -> None:
+    kept = services.filter_owned_rooms(
+        [UNLABELLED, SHARED, ROOM, UNLABELLED, FOREIGN], client, settings_with()
+    )
+    assert kept == [UNLABELLED, ROOM]
+
+
+def test_filtering_nothing_asks_nobody(
+    client: GiosgClient, mocked: responses.RequestsMock
+) -> None:
+    assert services.filter_owned_rooms([], client, settings_with()) == []
+    assert len(mocked.calls) == 0

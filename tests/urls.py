@@ -1,0 +1,31 @@
+"""URLs of the test site: django-giosg's endpoint, Django's auth views and a page with the tags."""
+
+from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import include, path
+
+
+def page(request: HttpRequest) -> HttpResponse:
+    return render(request, "page.html")
+
+
+def data(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"ok": True})
+
+
+def go(request: HttpRequest) -> HttpResponse:
+    """Renders the page (the logout tag included) but sends a redirect."""
+    render(request, "page.html")
+    return redirect("/")
+
+
+urlpatterns = [
+    path("giosg/", include("django_giosg.urls")),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(next_page="/"), name="logout"),
+    path("accounts/logged-out/", auth_views.LogoutView.as_view(template_name="page.html")),
+    path("data/", data),
+    path("go/", go),
+    path("", page, name="page"),
+]
