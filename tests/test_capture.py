@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -464,8 +464,8 @@ def asgi_post(body: bytes) -> tuple[int, bytes]:
         await asyncio.Event().wait()  # the client stays connected until the answer is sent
         raise AssertionError("unreachable")
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: Mapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     async_to_sync(ASGIHandler())(scope, receive, send)
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
