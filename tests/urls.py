@@ -1,5 +1,7 @@
 """URLs of the test site: django-giosg's endpoint, Django's auth views and a page with the tags."""
 
+import secrets
+
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -8,6 +10,16 @@ from django.urls import include, path
 
 def page(request: HttpRequest) -> HttpResponse:
     return render(request, "page.html")
+
+
+def strict_csp_page(request: HttpRequest) -> HttpResponse:
+    """The page under a policy that runs only scripts with the nonce, which django-csp's
+    middleware would have put on ``request.csp_nonce``."""
+    nonce = secrets.token_urlsafe(16)
+    request.csp_nonce = nonce  # type: ignore[attr-defined]
+    response = render(request, "page.html")
+    response["Content-Security-Policy"] = f"script-src 'nonce-{nonce}'"
+    return response
 
 
 def data(request: HttpRequest) -> HttpResponse:
@@ -25,6 +37,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="/"), name="logout"),
     path("accounts/logged-out/", auth_views.LogoutView.as_view(template_name="page.html")),
+    path("csp/", strict_csp_page),
     path("data/", data),
     path("go/", go),
     path("", page, name="page"),
