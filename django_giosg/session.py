@@ -8,8 +8,10 @@ the pattern, it must be a plain URL path segment, because it goes into giosg's U
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any, TypeAlias
+
+from django.contrib.sessions.backends.base import SessionBase
 
 from .conf import get_settings
 
@@ -22,8 +24,9 @@ CAPTURE_WINDOW = 3600.0  # seconds: CAPTURE_RATE counts distinct ids in a slidin
 # Whatever VISITOR_ID_PATTERN allows: unreserved URL characters only, never "." or "..".
 _PATH_SAFE = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,127}")
 
-# The session interface this module needs; both SessionBase and a plain dict provide it.
-Session = Any
+
+# What the functions below read and write: Django's session, or a plain dict in tests.
+Session: TypeAlias = SessionBase | MutableMapping[str, Any]
 
 
 class InvalidVisitorId(ValueError):
