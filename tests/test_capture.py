@@ -151,7 +151,7 @@ def test_only_rooms_the_organization_owns_are_kept(site: Site, giosg: GiosgSimul
     assert owned
     assert shared
     unknown = "00000000-0000-4000-8000-000000000000"
-    rooms = [shared[0], owned[1].upper(), unknown, "lobby", owned[0], owned[1]]
+    rooms = [shared[0], owned[1].upper(), unknown, "lobby", f"{{{owned[2]}}}", owned[0], owned[1]]
     assert site.capture(rooms=rooms).status_code == 204
     assert site.session()[ROOMS_SESSION_KEY] == [owned[1], owned[0]]
     assert [call.endpoint for call in giosg.calls] == ["list_rooms"]
@@ -192,10 +192,13 @@ def test_a_form_sends_rooms_as_repeated_fields(site: Site, giosg: GiosgSimulator
     assert site.session()[ROOMS_SESSION_KEY] == owned[:2]
 
 
+@pytest.mark.parametrize(
+    "fault", [{"hang": True}, {"status": 503}, {"status": 429, "retry_after": "0"}]
+)
 def test_when_giosg_cannot_say_the_id_is_kept_and_the_rooms_are_not(
-    site: Site, giosg: GiosgSimulator, caplog: pytest.LogCaptureFixture
+    site: Site, giosg: GiosgSimulator, caplog: pytest.LogCaptureFixture, fault: dict[str, Any]
 ) -> None:
-    giosg.add_fault("list_rooms", hang=True)
+    giosg.add_fault("list_rooms", **fault)
     budget = 0.5
     started = time.monotonic()
     with giosg_settings(INLINE_BUDGET=budget), caplog.at_level(logging.WARNING, "django_giosg"):

@@ -122,7 +122,11 @@ def test_e004_the_urls_are_not_included() -> None:
 def test_w002_no_engine_has_the_request_context_processor() -> None:
     jinja = {"BACKEND": "django.template.backends.jinja2.Jinja2", "OPTIONS": {}}
     django_without = {"BACKEND": "django.template.backends.django.DjangoTemplates"}
-    with override_settings(TEMPLATES=[jinja, django_without]):
+    django_other = {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "OPTIONS": {"context_processors": ["django.contrib.auth.context_processors.auth"]},
+    }
+    with override_settings(TEMPLATES=[jinja, django_without, django_other]):
         [warning] = checks.check_templates(None)
     assert warning.id == "django_giosg.W002"
     with override_settings(TEMPLATES=[jinja, *settings.TEMPLATES]):

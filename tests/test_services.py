@@ -17,6 +17,7 @@ SHARED = "0f3ba9f2-56e1-11e5-9c5e-6c4008c08dfe"
 FOREIGN = "11111111-56e1-11e5-9c5e-6c4008c08dfe"
 UNLABELLED = "22222222-56e1-11e5-9c5e-6c4008c08dfe"
 OTHER_ORG = "33333333-56e1-11e5-9c5e-6c4008c08dfe"
+SHARED_UNLABELLED = "44444444-56e1-11e5-9c5e-6c4008c08dfe"
 
 
 def room(
@@ -48,6 +49,7 @@ def rooms_listed(mocked: responses.RequestsMock) -> responses.RequestsMock:
         room(SHARED, OTHER_ORG, shared=True),
         room(FOREIGN, OTHER_ORG),  # owned by another organization, whatever is_shared says
         room(UNLABELLED, None),  # no organization given: listed for ours, so ours
+        room(SHARED_UNLABELLED, None, shared=True),  # shared to us: not ours either way
     ]
     mocked.get(f"{ORG_URL}/rooms", json={"next": None, "previous": None, "results": results})
     return mocked
@@ -84,7 +86,7 @@ def test_filtering_keeps_order_drops_duplicates_and_foreign_rooms(
     client: GiosgClient, rooms_listed: responses.RequestsMock
 ) -> None:
     kept = services.filter_owned_rooms(
-        [UNLABELLED, SHARED, ROOM, UNLABELLED, FOREIGN], client, settings_with()
+        [UNLABELLED, SHARED, ROOM, UNLABELLED, FOREIGN, SHARED_UNLABELLED], client, settings_with()
     )
     assert kept == [UNLABELLED, ROOM]
 
