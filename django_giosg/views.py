@@ -46,18 +46,21 @@ class _Rejected(Exception):
 @require_POST
 def capture(request: HttpRequest) -> HttpResponse:
     """Store the visitor id the browser reports (``204``), or say what is wrong with it."""
-    max_body = get_settings().capture_max_body
     # Django raises these wherever a form body is first read, in the CSRF check too.
     try:
         return _capture(request)
     except RequestDataTooBig:
-        return _rejection(_Rejected(413, f"the body is larger than {max_body} bytes"))
+        return _rejection(_too_large(get_settings().capture_max_body))
     except (MultiPartParserError, BadRequest, TooManyFieldsSent, TooManyFilesSent):
         return _rejection(_Rejected(400, "the form data cannot be parsed"))
 
 
 def _rejection(rejected: _Rejected) -> JsonResponse:
     return JsonResponse({"error": rejected.message}, status=rejected.status)
+
+
+def _too_large(max_body: int) -> _Rejected:
+    return _Rejected(413, f"the body is larger than {max_body} bytes")
 
 
 @csrf_protect
@@ -86,10 +89,10 @@ def _parse(request: HttpRequest, max_body: int) -> tuple[str, list[str]]:
     except ValueError:
         declared = 0
     if declared > max_body:
-        raise _Rejected(413, f"the body is larger than {max_body} bytes")
+        raise _too_large(max_body)
     if request.content_type == JSON_TYPE:
         if len(request.body) > max_body:  # a body sent without Content-Length
-            raise _Rejected(413, f"the body is larger than {max_body} bytes")
+            raise _too_large(max_body)
         visitor_id, rooms = _from_json(request.body)
     elif request.content_type in FORM_TYPES:
         visitor_id, rooms = _from_form(request)

@@ -36,7 +36,9 @@ def _nonce(context: template.Context) -> str | None:
     nonce = context.get("csp_nonce")
     if nonce is None:
         nonce = getattr(context.get("request"), "csp_nonce", None)
-    return str(nonce) or None if nonce is not None else None
+    if nonce is None:
+        return None
+    return str(nonce) or None
 
 
 def _script(
