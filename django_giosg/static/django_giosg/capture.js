@@ -49,7 +49,7 @@
 
   function start(config) {
     var known = config.known;
-    var refused = {};
+    var refused = Object.create(null); // ids the endpoint refused (4xx)
     var posts = 0;
     var busy = false;
 
@@ -72,7 +72,7 @@
             if (response.ok) known = id;
             else if (response.status < 500) refused[id] = true; // 4xx: sending again won't help
           },
-          function () {} // offline: the next change or page tries again
+          function () {} // offline: the next check tries again
         )
         .then(function () {
           busy = false;
