@@ -4,6 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 import responses as responses_module
+from django.conf import settings
+from django.test import override_settings
 
 from django_giosg.client import GiosgClient
 
@@ -14,6 +16,11 @@ VISITOR = "08119566026a4e1194a7a3244c90f925"
 CHAT = "58f5055c-56e0-11e5-9354-6c4008c08dfe"
 BASE = "https://giosg.test"
 ORG_URL = f"{BASE}/api/v5/orgs/{ORG}"
+
+
+def giosg_settings(**changes: object) -> override_settings:
+    """``override_settings`` of the test settings' ``GIOSG`` with ``changes``."""
+    return override_settings(GIOSG={**settings.GIOSG, **changes})
 
 
 class FakeClock:

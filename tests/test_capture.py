@@ -21,7 +21,7 @@ from django.urls import reverse
 from django_giosg.session import CAPTURES_SESSION_KEY, ROOMS_SESSION_KEY, SESSION_KEY
 from django_giosg.testing import GiosgSimulator
 
-from .conftest import VISITOR
+from .conftest import VISITOR, giosg_settings
 
 pytestmark = pytest.mark.django_db
 
@@ -66,10 +66,6 @@ def giosg(giosg_simulator: GiosgSimulator) -> Iterator[GiosgSimulator]:
     with override_settings(GIOSG={**settings.GIOSG, "USE_BROWSER_ROOMS": True}):
         yield giosg_simulator
     cache.clear()
-
-
-def giosg_settings(**changes: object) -> override_settings:
-    return override_settings(GIOSG={**settings.GIOSG, **changes})
 
 
 def error_of(response: HttpResponse) -> str:

@@ -17,7 +17,7 @@ from django.test import Client, RequestFactory, override_settings
 from django_giosg import middleware
 from django_giosg.session import SESSION_KEY
 
-from .conftest import VISITOR
+from .conftest import VISITOR, giosg_settings
 from .settings import ORGANIZATION_ID, ROOM_ID
 
 LOADER = f"https://giosg.test/live2/{ORGANIZATION_ID}"
@@ -75,10 +75,6 @@ def request_() -> HttpRequest:
     request = RequestFactory().get("/")
     request.session = SessionStore()
     return request
-
-
-def giosg_settings(**changes: object) -> override_settings:
-    return override_settings(GIOSG={**settings.GIOSG, **changes})
 
 
 # -- {% giosg_script %} -------------------------------------------------------------------

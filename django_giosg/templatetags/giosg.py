@@ -59,7 +59,11 @@ def _script(
     )
 
 
-def _request(context: template.Context, tag: str) -> HttpRequest | None:
+def _active_request(context: template.Context, tag: str) -> HttpRequest | None:
+    """The request, when ``tag`` is to render: giosg is enabled and the request is in the
+    context (if it is not, the log says how to put it there)."""
+    if not get_settings().enabled:
+        return None
     request = context.get("request")
     if isinstance(request, HttpRequest):
         return request
@@ -101,9 +105,8 @@ def giosg_script(context: template.Context) -> SafeString:
 @register.simple_tag(takes_context=True)
 def giosg_capture(context: template.Context) -> SafeString:
     """The script that reports the visitor id to the capture endpoint."""
-    settings = get_settings()
-    request = _request(context, "giosg_capture")
-    if not settings.enabled or request is None:
+    request = _active_request(context, "giosg_capture")
+    if request is None:
         return NOTHING
     try:
         endpoint = reverse("django_giosg:capture")
@@ -113,6 +116,7 @@ def giosg_capture(context: template.Context) -> SafeString:
             'include("django_giosg.urls")) to the URLconf'
         )
         return NOTHING
+    settings = get_settings()
     session_data: Any = getattr(request, "session", {})
     data = {
         "endpoint": endpoint,
@@ -129,9 +133,8 @@ def giosg_capture(context: template.Context) -> SafeString:
 @register.simple_tag(takes_context=True)
 def giosg_logout(context: template.Context) -> SafeString:
     """After a logout, once: the script that closes the chats and removes the variables."""
-    settings = get_settings()
-    request = _request(context, "giosg_logout")
-    if not settings.enabled or request is None:
+    request = _active_request(context, "giosg_logout")
+    if request is None:
         return NOTHING
     rooms = middleware.pending_logout_rooms(request)
     if rooms is None:

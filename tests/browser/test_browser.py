@@ -49,6 +49,16 @@ def captures(browser: Browser) -> list[int]:
     return statuses
 
 
+def visit_and_capture(browser: Browser, url: str) -> list[int]:
+    """Open ``url`` and wait until the page has captured the visitor id into the session;
+    the statuses of the page's captures, recorded from then on."""
+    statuses = captures(browser)
+    browser.page.goto(url)
+    browser.wait_until(lambda: statuses == [204])
+    assert stored_visitor_id(browser) == VISITOR
+    return statuses
+
+
 def giosg_is_ready(browser: Browser) -> None:
     browser.page.wait_for_function("() => window.giosg && window.giosg.unpackedVisitorCid")
 
@@ -56,10 +66,7 @@ def giosg_is_ready(browser: Browser) -> None:
 def test_the_visitor_id_reaches_the_session_once(
     live_server: LiveServer, giosg: GiosgSimulator, browser: Browser
 ) -> None:
-    statuses = captures(browser)
-    browser.page.goto(f"{live_server.url}/")
-    browser.wait_until(lambda: statuses == [204])
-    assert stored_visitor_id(browser) == VISITOR
+    statuses = visit_and_capture(browser, f"{live_server.url}/")
 
     browser.page.reload()  # the session knows the id now: the page does not send it again
     giosg_is_ready(browser)
@@ -72,10 +79,7 @@ def test_the_visitor_id_reaches_the_session_once(
 def test_scripts_run_under_a_strict_content_security_policy(
     live_server: LiveServer, giosg: GiosgSimulator, browser: Browser
 ) -> None:
-    statuses = captures(browser)
-    browser.page.goto(f"{live_server.url}/csp/")
-    browser.wait_until(lambda: statuses == [204])
-    assert stored_visitor_id(browser) == VISITOR
+    visit_and_capture(browser, f"{live_server.url}/csp/")
     assert browser.errors == []
     # the policy is enforced: a script without the nonce does not run
     ran = browser.page.evaluate(
