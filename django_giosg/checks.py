@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.conf import settings as django_settings
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
@@ -22,11 +22,12 @@ REQUEST_PROCESSOR = "django.template.context_processors.request"
 
 
 def check_settings(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
-    """E001: ``GIOSG`` is invalid. W001: ``GIOSG`` has keys django-giosg does not know."""
+    """E001: ``GIOSG`` is invalid. E006: ``VARIABLES`` cannot be imported or is not callable.
+    W001: ``GIOSG`` has keys django-giosg does not know."""
     raw = getattr(django_settings, "GIOSG", {})
     messages: list[CheckMessage] = []
     try:
-        load(raw)
+        loaded = load(raw)
     except GiosgConfigurationError as err:
         messages.append(
             Error(
@@ -35,6 +36,18 @@ def check_settings(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> li
                 id="django_giosg.E001",
             )
         )
+    else:
+        try:
+            loaded.variables_callable()
+        except GiosgConfigurationError as err:
+            messages.append(
+                Error(
+                    str(err),
+                    hint="Give the dotted path of a callable that takes the user, or the "
+                    "callable itself.",
+                    id="django_giosg.E006",
+                )
+            )
     if isinstance(raw, dict):
         unknown = sorted(str(key) for key in raw if key not in KNOWN_KEYS)
         if unknown:
@@ -84,6 +97,28 @@ def check_middleware(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> 
                 )
             )
     return messages
+
+
+DATABASE_SESSION_ENGINES = frozenset(
+    {"django.contrib.sessions.backends.db", "django.contrib.sessions.backends.cached_db"}
+)
+
+
+def check_sessions(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
+    """E005: sessions are kept in the database, and ``django.contrib.sessions`` (its table) is
+    not installed. The visitor id lives in the session."""
+    engine = django_settings.SESSION_ENGINE
+    if engine in DATABASE_SESSION_ENGINES and not apps.is_installed("django.contrib.sessions"):
+        return [
+            Error(
+                f"SESSION_ENGINE is {engine!r} but django.contrib.sessions is not in "
+                "INSTALLED_APPS",
+                hint='Add "django.contrib.sessions" to INSTALLED_APPS, or choose another '
+                "SESSION_ENGINE; django-giosg keeps the visitor id in the session.",
+                id="django_giosg.E005",
+            )
+        ]
+    return []
 
 
 def check_urls(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:

@@ -174,6 +174,10 @@ class GiosgClient:
         """The deadline ``seconds`` from now, for the ``deadline`` argument of the calls."""
         return self._clock() + seconds
 
+    def time_left(self, deadline: float) -> float:
+        """Seconds until ``deadline`` (negative once it has passed)."""
+        return deadline - self._clock()
+
     # -- the endpoints ------------------------------------------------------------------------
 
     def set_variable(

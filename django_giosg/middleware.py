@@ -1,6 +1,10 @@
 """``GiosgMiddleware``: the request-side duties of django-giosg.
 
-It carries the browser's share of a logout to the next page: at logout it sets a short-lived,
+For every request it opens the request's giosg budget (``INLINE_BUDGET``, see
+:mod:`django_giosg.tasks`) and remembers the session's visitor id before the view runs, because a
+login of another user flushes the session before ``user_logged_in`` is sent.
+
+It also carries the browser's share of a logout to the next page: at logout it sets a short-lived,
 signed cookie naming the rooms to clean up, ``{% giosg_logout %}`` renders the cleanup script while
 that cookie (or a logout in the same request) is there, and the middleware deletes the cookie on
 the response whose HTML page rendered the tag. Redirects and non-HTML responses leave it in place.
@@ -17,6 +21,9 @@ from django.conf import settings as django_settings
 from django.core import signing
 from django.http import HttpRequest, HttpResponseBase
 
+from . import session, tasks
+from .errors import GiosgConfigurationError
+
 LOGOUT_COOKIE = "django_giosg_logout"
 LOGOUT_COOKIE_AGE = 300  # seconds: enough to reach the next page, short enough to go stale
 LOGOUT_SALT = "django_giosg.logout"
@@ -29,6 +36,7 @@ class _LogoutState:
 
     rooms: list[str] | None = None
     rendered: bool = False
+    logged_in: bool = False
 
 
 def _state(request: HttpRequest) -> _LogoutState:
@@ -42,6 +50,33 @@ def _state(request: HttpRequest) -> _LogoutState:
 def note_logout(request: HttpRequest, rooms: Sequence[str]) -> None:
     """Remember that the user logged out in this request; the response carries it on."""
     _state(request).rooms = list(rooms)
+
+
+def note_login(request: HttpRequest) -> None:
+    """A login in this request: an earlier logout's cleanup must not close the new chats."""
+    state = _state(request)
+    state.rooms = None
+    state.logged_in = True
+
+
+_BEFORE = "_django_giosg_visitor_before"
+
+
+def _remember_visitor(request: HttpRequest) -> None:
+    store = getattr(request, "session", None)
+    if store is None:
+        return
+    try:
+        before = (session.get_visitor_id(store), session.get_browser_rooms(store))
+    except GiosgConfigurationError:
+        return  # reported by the system checks; never break the site over it
+    setattr(request, _BEFORE, before)
+
+
+def visitor_before_view(request: HttpRequest) -> tuple[str | None, list[str]]:
+    """The visitor id and browser rooms the session held when the request came in."""
+    before: tuple[str | None, list[str]] = getattr(request, _BEFORE, (None, []))
+    return before
 
 
 def _cookie_rooms(request: HttpRequest) -> list[str] | None:
@@ -59,8 +94,10 @@ def _cookie_rooms(request: HttpRequest) -> list[str] | None:
 
 def pending_logout_rooms(request: HttpRequest) -> list[str] | None:
     """The rooms of a logout whose browser cleanup has not run yet, or ``None``."""
-    noted = _state(request).rooms
-    return noted if noted is not None else _cookie_rooms(request)
+    state = _state(request)
+    if state.logged_in:
+        return None
+    return state.rooms if state.rooms is not None else _cookie_rooms(request)
 
 
 def mark_logout_rendered(request: HttpRequest) -> None:
@@ -80,7 +117,9 @@ class GiosgMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        response = self.get_response(request)
+        _remember_visitor(request)
+        with tasks.request_budget():
+            response = self.get_response(request)
         self._carry_logout(request, response)
         return response
 
@@ -98,7 +137,9 @@ class GiosgMiddleware:
                 httponly=True,
                 samesite="Lax",
             )
-        elif LOGOUT_COOKIE in request.COOKIES and (shown or _cookie_rooms(request) is None):
+        elif LOGOUT_COOKIE in request.COOKIES and (
+            shown or state.logged_in or _cookie_rooms(request) is None
+        ):
             response.delete_cookie(
                 LOGOUT_COOKIE,
                 path=django_settings.SESSION_COOKIE_PATH,

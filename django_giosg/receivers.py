@@ -1,7 +1,11 @@
 """Receivers of Django's auth signals: thin, defensive, never raising into the auth flow.
 
-``user_logged_out`` may come with ``user=None`` or without a request (third-party auth code does
-this); ``logout()`` sends it before it flushes the session, so the session can still be read here.
+They read the visitor id from the session and hand over to :mod:`django_giosg.tasks`, which
+changes the rows and enqueues the work on commit. Signals may come with ``user=None`` or without a
+request (third-party auth code does this). ``logout()`` sends ``user_logged_out`` before it
+flushes the session, so the session can still be read there; ``login()`` of another user flushes
+the session *before* ``user_logged_in``, so the visitor id is taken from what
+``GiosgMiddleware`` saw when the request came in.
 """
 
 from __future__ import annotations
@@ -11,22 +15,62 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from . import middleware, session
+from . import middleware, session, tasks
 from .conf import get_settings
 
 logger = logging.getLogger("django_giosg")
 
 
-def on_user_logged_out(
-    sender: object, request: HttpRequest | None = None, user: object = None, **kwargs: Any
+def on_user_logged_in(
+    sender: object, request: HttpRequest | None = None, user: Any = None, **kwargs: Any
 ) -> None:
-    """Have the next page close the browser's chats and remove its variables."""
+    """Bind the session's visitor to the user and set the variables."""
+    try:
+        if request is None or user is None or not get_settings().enabled:
+            return
+        middleware.note_login(request)
+        store = request.session
+        visitor_id = session.get_visitor_id(store)
+        if visitor_id is None:
+            # login() of another user flushed the session: keep the browser's visitor id.
+            visitor_id, rooms = middleware.visitor_before_view(request)
+            if visitor_id is None:
+                return  # not captured yet: the capture endpoint attaches when it arrives
+            session.set_visitor_id(store, visitor_id, rooms)
+        tasks.attach_visitor(
+            user,
+            visitor_id,
+            browser_rooms=session.get_browser_rooms(store),
+            session_expires_at=store.get_expiry_date(),
+        )
+    except Exception:
+        logger.exception("django-giosg could not attach the visitor at login")
+
+
+def on_user_logged_out(
+    sender: object, request: HttpRequest | None = None, user: Any = None, **kwargs: Any
+) -> None:
+    """End the visitor's chats and remove its variables: in giosg now, in the browser on the
+    next page."""
     try:
         settings = get_settings()
         if request is None or not settings.enabled:
-            return
-        browser_rooms = session.get_browser_rooms(getattr(request, "session", {}))
+            return  # without a request there is no session to find the visitor in
+        store = getattr(request, "session", {})
+        browser_rooms = session.get_browser_rooms(store)
         rooms = list(dict.fromkeys([*settings.room_ids, *browser_rooms]))
         middleware.note_logout(request, rooms)
+        visitor_id = session.get_visitor_id(store)
+        if visitor_id is not None:
+            tasks.detach_visitor(visitor_id, user.pk if user is not None else None)
     except Exception:
-        logger.exception("django-giosg could not prepare the browser's logout")
+        logger.exception("django-giosg could not detach the visitor at logout")
+
+
+def on_user_pre_delete(sender: object, instance: Any = None, **kwargs: Any) -> None:
+    """A deleted user's visitors are detached (their links outlive them until then)."""
+    try:
+        if instance is not None and instance.pk is not None:
+            tasks.detach_user(instance.pk)
+    except Exception:
+        logger.exception("django-giosg could not detach a deleted user's visitors")

@@ -50,6 +50,8 @@ def get_visitor_id(session: Session) -> str | None:
     """The visitor id stored in ``session``, or ``None``; a stored value that is no longer valid
     (the pattern changed) is treated as absent."""
     value = session.get(SESSION_KEY)
+    if value is None:
+        return None
     try:
         return validate_visitor_id(value)
     except InvalidVisitorId:

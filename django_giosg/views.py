@@ -22,7 +22,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
-from . import services, session
+from . import services, session, tasks
 from .client import get_client
 from .conf import GiosgSettings, get_settings
 from .errors import GiosgError
@@ -77,9 +77,28 @@ def _capture(request: HttpRequest) -> HttpResponse:
             )
     except _Rejected as rejected:
         return _rejection(rejected)
+    previous = session.get_visitor_id(request.session)
     if session.set_visitor_id(request.session, visitor_id, _owned_rooms(rooms, settings)):
         session.record_capture(request.session, visitor_id, now)
+        if settings.enabled and request.user.is_authenticated:
+            _bind(request, previous, visitor_id)
     return HttpResponse(status=204)
+
+
+def _bind(request: HttpRequest, previous: str | None, visitor_id: str) -> None:
+    """A logged-in user's capture: a changed id detaches the old one; the id (new, or with new
+    rooms) is attached. Never fails the capture."""
+    try:
+        if previous is not None and previous != visitor_id:
+            tasks.detach_visitor(previous, request.user.pk)
+        tasks.attach_visitor(
+            request.user,
+            visitor_id,
+            browser_rooms=session.get_browser_rooms(request.session),
+            session_expires_at=request.session.get_expiry_date(),
+        )
+    except Exception:
+        logger.exception("django-giosg could not attach the captured visitor")
 
 
 def _parse(request: HttpRequest, max_body: int) -> tuple[str, list[str]]:
@@ -146,13 +165,10 @@ def _owned_rooms(rooms: list[str], settings: GiosgSettings) -> list[str]:
     if not rooms or not (settings.enabled and settings.use_browser_rooms):
         return []
     client = get_client()
+    deadline, max_retries = tasks.call_limits(client, settings)
     try:
         return services.filter_owned_rooms(
-            rooms,
-            client,
-            settings,
-            deadline=client.deadline_after(settings.inline_budget),
-            max_retries=0,
+            rooms, client, settings, deadline=deadline, max_retries=max_retries
         )
     except GiosgError as err:
         logger.warning("Could not check the browser's rooms with giosg, none kept: %s", err)

@@ -151,7 +151,18 @@ def test_manage_py_check_runs_them(changes: dict[str, object], expected: str) ->
 
 
 def test_manage_py_check_shows_the_warnings(capsys: pytest.CaptureFixture[str]) -> None:
-    with override_settings(GIOSG={**settings.GIOSG, "ROOMS": []}, TEMPLATES=[]):
+    without_request = [
+        {
+            **settings.TEMPLATES[0],
+            "OPTIONS": {
+                "context_processors": [
+                    "django.contrib.auth.context_processors.auth",
+                    "django.contrib.messages.context_processors.messages",
+                ]
+            },
+        }
+    ]
+    with override_settings(GIOSG={**settings.GIOSG, "ROOMS": []}, TEMPLATES=without_request):
         call_command("check")
     output = capsys.readouterr().err
     assert "django_giosg.W001" in output

@@ -186,5 +186,5 @@ def test_a_broken_configuration_never_breaks_the_logout(
     ):
         response = log_out(browser)
     assert LOGOUT_COOKIE not in response.cookies
-    assert "could not prepare the browser's logout" in caplog.text
+    assert "could not detach the visitor at logout" in caplog.text
     assert "anonymous" in browser.get("/").content.decode()
