@@ -639,6 +639,11 @@ def _attach(
                     deadline,
                     max_retries,
                 )
+    result.set = {  # in the order of VARIABLES, whatever order the calls finished in
+        room: [key for key in keys if key in result.set.get(room, [])]
+        for room, keys in planned.items()
+        if room in result.set
+    }
     if result.failed:
         _record_failure(link, Action.ATTACH, _summary(result.failed), settings)
         return result

@@ -51,6 +51,7 @@ TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
@@ -68,6 +69,7 @@ GIOSG = {
     "API_TOKEN": "test-token-not-secret",
     "ORGANIZATION_ID": ORGANIZATION_ID,
     "ROOM_IDS": [ROOM_ID],
-    "API_BASE_URL": "https://giosg.test",
+    # a subprocess test points it elsewhere
+    "API_BASE_URL": os.environ.get("DJANGO_GIOSG_TEST_API_BASE_URL", "https://giosg.test"),
 }
 LOGIN_REDIRECT_URL = "/"

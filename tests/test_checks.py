@@ -29,6 +29,7 @@ def test_the_test_settings_pass_every_check() -> None:
     for check in (
         checks.check_settings,
         checks.check_middleware,
+        checks.check_sessions,
         checks.check_urls,
         checks.check_templates,
     ):
@@ -49,6 +50,51 @@ def test_e001_an_invalid_setting_names_the_key() -> None:
 def test_e001_a_missing_required_key() -> None:
     with override_settings(GIOSG={"ORGANIZATION_ID": settings.GIOSG["ORGANIZATION_ID"]}):
         assert ids(checks.check_settings(None)) == ["django_giosg.E001"]
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ("tests.nowhere.variables", "cannot be imported"),
+        ("tests.settings.ROOM_ID", "is not callable"),
+    ],
+)
+def test_e006_variables_that_cannot_be_called(variables: str, message: str) -> None:
+    with override_settings(GIOSG={**settings.GIOSG, "VARIABLES": variables}):
+        [error] = checks.check_settings(None)
+    assert error.id == "django_giosg.E006"
+    assert f'GIOSG["VARIABLES"] = {variables!r} {message}' in error.msg
+
+
+def test_e006_a_callable_passes() -> None:
+    with override_settings(GIOSG={**settings.GIOSG, "VARIABLES": lambda user: {}}):
+        assert checks.check_settings(None) == []
+
+
+# -- E005: where the session lives --------------------------------------------------------
+
+
+WITHOUT_SESSIONS = [app for app in settings.INSTALLED_APPS if app != "django.contrib.sessions"]
+
+
+@pytest.mark.parametrize("engine", ["db", "cached_db"])
+def test_e005_database_sessions_without_the_sessions_app(engine: str) -> None:
+    with override_settings(
+        INSTALLED_APPS=WITHOUT_SESSIONS,
+        SESSION_ENGINE=f"django.contrib.sessions.backends.{engine}",
+    ):
+        [error] = checks.check_sessions(None)
+    assert error.id == "django_giosg.E005"
+    assert "django.contrib.sessions is not in INSTALLED_APPS" in error.msg
+
+
+@pytest.mark.parametrize("engine", ["signed_cookies", "cache", "file"])
+def test_e005_other_session_engines_need_no_app(engine: str) -> None:
+    with override_settings(
+        INSTALLED_APPS=WITHOUT_SESSIONS,
+        SESSION_ENGINE=f"django.contrib.sessions.backends.{engine}",
+    ):
+        assert checks.check_sessions(None) == []
 
 
 def test_w001_unknown_keys_are_named() -> None:

@@ -98,6 +98,7 @@ class GiosgSimulator:
         self._shutdown = threading.Event()
         self._server: _Server | None = None
         self._up_timer: threading.Timer | None = None
+        self._down = False  # down() was called (as opposed to stopped, or never started)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -113,6 +114,7 @@ class GiosgSimulator:
         """Stop serving, close every connection and end the hangs; :meth:`start` may follow."""
         with self._lock:
             self._cancel_up_timer()
+            self._down = False
             self._close()
             self._release_hangs()
 
@@ -133,6 +135,7 @@ class GiosgSimulator:
         with self._lock:
             self._cancel_up_timer()
             self._close()
+            self._down = True
             if seconds is not None:
                 self._up_timer = threading.Timer(seconds, self.up)
                 self._up_timer.daemon = True
@@ -142,6 +145,7 @@ class GiosgSimulator:
         """Listen again on the same port after :meth:`down`."""
         with self._lock:
             self._cancel_up_timer()
+            self._down = False
             if self._server is None:
                 self._listen()
 
@@ -252,7 +256,9 @@ class GiosgSimulator:
 
     def reset(self) -> None:
         """Back to the start: the initial rooms and switches, no visitors, faults, calls or
-        counts; requests hanging now are let go."""
+        counts; requests hanging now are let go; listening again if it was down."""
+        if self._down:
+            self.up()
         self.world.reset()
         self.faults.clear()
         self.api.paginator.page_size = self._initial_page_size

@@ -168,6 +168,18 @@ class TestBrokenConnections:
         sim.up()  # already up: nothing happens
         assert sim.is_up
 
+    def test_reset_brings_a_downed_simulator_back(self, api: API, sim: GiosgSimulator) -> None:
+        sim.down()
+        sim.reset()
+        assert sim.is_up
+        assert api.get("rooms").status_code == 200
+
+    def test_reset_does_not_start_a_stopped_simulator(self) -> None:
+        simulator = GiosgSimulator().start()
+        simulator.stop()
+        simulator.reset()
+        assert not simulator.is_up
+
     def test_down_for_a_while(self, api: API, sim: GiosgSimulator) -> None:
         sim.down(0.3)
         with pytest.raises(requests.ConnectionError):

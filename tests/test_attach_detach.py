@@ -1,0 +1,438 @@
+"""services.attach and services.detach against mocked HTTP (``responses``): each answer giosg may
+give, the records on the link, the backoff and the signals."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import responses
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser
+from django.core.cache import cache
+from django.utils import timezone
+
+from django_giosg import conf, services, signals
+from django_giosg.client import GiosgClient
+from django_giosg.models import State, VisitorLease, VisitorLink
+
+from .conftest import CHAT, ORG, ORG_URL, ROOM, VISITOR
+
+pytestmark = pytest.mark.django_db
+
+ROOM_2 = "0f3ba9f2-56e1-11e5-9c5e-6c4008c08dfe"
+SHARED = "11111111-56e1-11e5-9c5e-6c4008c08dfe"
+OTHER_ORG = "33333333-56e1-11e5-9c5e-6c4008c08dfe"
+VARIABLES_URL = re.compile(rf"{ORG_URL}/rooms/[^/]+/visitors/{VISITOR}/variables$")
+DELETE_URL = re.compile(rf"{ORG_URL}/rooms/[^/]+/visitors/{VISITOR}/variables/[^/]+$")
+
+
+def giosg(**changes: object) -> conf.GiosgSettings:
+    return conf.load(
+        {"API_TOKEN": "t", "ORGANIZATION_ID": ORG, "ROOM_IDS": [ROOM, ROOM_2], **changes}
+    )
+
+
+def plan_variables(user: Any) -> dict[str, object]:
+    """A VARIABLES callable given by its dotted path."""
+    return {"plan": "gold", "nickname": None, "bad key!": "x", "level": 3}
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def user() -> AbstractUser:
+    ann: AbstractUser = get_user_model().objects.create_user(
+        "ann", first_name="Ann", last_name="Smith"
+    )
+    return ann
+
+
+def link_for(user: AbstractUser | None, **fields: Any) -> VisitorLink:
+    return VisitorLink.objects.create(visitor_id=VISITOR, user=user, **fields)
+
+
+def chat(chat_id: str = CHAT, room_org: str = ORG) -> dict[str, object]:
+    return {"id": chat_id, "room_id": ROOM, "room_organization_id": room_org, "is_ended": False}
+
+
+def page(*results: dict[str, object]) -> dict[str, object]:
+    return {"next": None, "previous": None, "results": list(results)}
+
+
+def rooms_page(mocked: responses.RequestsMock) -> None:
+    mocked.get(
+        f"{ORG_URL}/rooms",
+        json=page(
+            {"id": ROOM, "organization_id": ORG, "is_shared": False},
+            {"id": SHARED, "organization_id": OTHER_ORG, "is_shared": True},
+        ),
+    )
+
+
+def chats_of(mocked: responses.RequestsMock, room: str, *chats: dict[str, object]) -> None:
+    mocked.get(f"{ORG_URL}/rooms/{room}/visitors/{VISITOR}/chats", json=page(*chats))
+
+
+# -- attach --------------------------------------------------------------------------------------
+
+
+def test_attach_sets_every_key_in_every_room(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    mocked.post(VARIABLES_URL, status=201, json={})
+    link = link_for(user)
+    result = services.attach(link.pk, client, giosg())
+    assert result.ok
+    assert result.set == {ROOM: ["username", "user_id"], ROOM_2: ["username", "user_id"]}
+    sent = sorted(call.request.body for call in mocked.calls)  # type: ignore[misc]
+    assert sent == sorted(
+        [
+            b'{"key": "username", "value": "Ann Smith"}',
+            f'{{"key": "user_id", "value": "{user.pk}"}}'.encode(),
+        ]
+        * 2
+    )
+    link.refresh_from_db()
+    assert link.state == State.ATTACHED
+    assert link.keys == result.set
+    assert link.next_attempt_at is None
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [f"{__name__}.plan_variables", plan_variables],
+    ids=["dotted path", "callable"],
+)
+def test_a_custom_callable_none_values_and_invalid_keys(
+    client: GiosgClient,
+    mocked: responses.RequestsMock,
+    user: AbstractUser,
+    caplog: pytest.LogCaptureFixture,
+    variables: object,
+) -> None:
+    mocked.post(VARIABLES_URL, status=201, json={})
+    link = link_for(user)
+    with caplog.at_level(logging.WARNING, "django_giosg"):
+        result = services.attach(link.pk, client, giosg(VARIABLES=variables, ROOM_IDS=[ROOM]))
+    assert result.set == {ROOM: ["plan", "level"]}
+    bodies = sorted(call.request.body for call in mocked.calls)  # type: ignore[misc]
+    assert bodies == [b'{"key": "level", "value": "3"}', b'{"key": "plan", "value": "gold"}']
+    assert "'bad key!'" in caplog.text
+    assert "skipped" in caplog.text
+
+
+def test_variables_that_are_empty_attach_without_keys(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    link = link_for(user)
+    result = services.attach(link.pk, client, giosg(VARIABLES=lambda user: None))
+    assert result.ok
+    assert len(mocked.calls) == 0
+    link.refresh_from_db()
+    assert link.state == State.ATTACHED
+    assert link.keys == {}
+
+
+@pytest.mark.parametrize(
+    ("variables", "error"),
+    [
+        (lambda user: ["not", "a", "mapping"], "must return a mapping or None, not list"),
+        ("tests.nowhere.variables", "cannot be imported"),
+        (lambda user: {"x": 1 / 0}, 'GIOSG["VARIABLES"] raised ZeroDivisionError'),
+    ],
+    ids=["not a mapping", "not importable", "raises"],
+)
+def test_a_broken_variables_callable_is_recorded(
+    client: GiosgClient,
+    mocked: responses.RequestsMock,
+    user: AbstractUser,
+    variables: object,
+    error: str,
+) -> None:
+    link = link_for(user)
+    result = services.attach(link.pk, client, giosg(VARIABLES=variables))
+    assert not result.ok
+    assert len(mocked.calls) == 0
+    link.refresh_from_db()
+    assert link.state == State.PENDING_ATTACH
+    assert error in link.last_error
+    assert link.attempts == 1
+
+
+def test_only_a_pending_attach_is_attached(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    for state in (State.ATTACHED, State.PENDING_DETACH, State.DETACHED, State.FAILED):
+        link = link_for(user, state=state)
+        result = services.attach(link.pk, client, giosg())
+        assert result.skipped == ["the link is not pending attach"]
+    assert services.attach(12345, client, giosg()).skipped == ["the link is not pending attach"]
+    assert len(mocked.calls) == 0
+
+
+def test_a_room_giosg_does_not_know_is_skipped_and_the_room_list_refreshed(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    cache.set(f"django_giosg:rooms:{ORG}", [[ROOM, True], [ROOM_2, True]])
+    mocked.post(f"{ORG_URL}/rooms/{ROOM}/visitors/{VISITOR}/variables", status=201, json={})
+    mocked.post(f"{ORG_URL}/rooms/{ROOM_2}/visitors/{VISITOR}/variables", status=404, json={})
+    link = link_for(user)
+    result = services.attach(link.pk, client, giosg())
+    assert result.ok
+    assert result.set == {ROOM: ["username", "user_id"]}
+    assert result.skipped == [f"room {ROOM_2}: not found for this visitor"] * 2
+    assert cache.get(f"django_giosg:rooms:{ORG}") is None
+    link.refresh_from_db()
+    assert link.keys == {ROOM: ["username", "user_id"]}
+
+
+def test_an_attach_without_its_user_detaches_instead(
+    client: GiosgClient, mocked: responses.RequestsMock
+) -> None:
+    rooms_page(mocked)
+    chats_of(mocked, ROOM)
+    chats_of(mocked, SHARED)
+    link = link_for(None)
+    result = services.attach(link.pk, client, giosg())
+    assert result.cancelled
+    assert result.ok
+    link.refresh_from_db()
+    assert link.state == State.DETACHED
+
+
+def test_failures_back_off_and_end_failed_with_one_signal(
+    client: GiosgClient,
+    mocked: responses.RequestsMock,
+    user: AbstractUser,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mocked.post(VARIABLES_URL, status=400, json={"detail": "no"})
+    failures: list[tuple[str, str]] = []
+
+    def failed(sender: object, link: VisitorLink, action: str, error: str, **kw: Any) -> None:
+        failures.append((action, error))
+
+    signals.visitor_failed.connect(failed)
+    settings = giosg(SWEEP_MAX_ATTEMPTS=3, SWEEP_BACKOFF=10.0)
+    link = link_for(user)
+    try:
+        for attempt in (1, 2):
+            before = timezone.now()
+            services.attach(link.pk, client, settings)
+            link.refresh_from_db()
+            assert link.state == State.PENDING_ATTACH
+            assert link.attempts == attempt
+            assert link.failed_action == "attach"
+            assert link.next_attempt_at is not None
+            low, high = 10.0 * 2 ** (attempt - 1) * 0.5, 10.0 * 2 ** (attempt - 1) * 1.5
+            delay = (link.next_attempt_at - before).total_seconds()
+            assert low - 1 <= delay <= high + 1
+        with caplog.at_level(logging.ERROR, "django_giosg"):
+            services.attach(link.pk, client, settings)
+        link.refresh_from_db()
+        assert link.state == State.FAILED
+        assert link.attempts == 3
+        assert link.next_attempt_at is None
+        assert "gave up on the attach" in caplog.text
+        services.attach(link.pk, client, settings)  # failed is final: skipped, no signal
+    finally:
+        signals.visitor_failed.disconnect(failed)
+    assert len(failures) == 1
+    assert failures[0][0] == "attach"
+    assert "400" in failures[0][1]
+
+
+def test_the_backoff_is_capped_at_six_hours(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(services.random, "random", lambda: 1.0)
+    assert services._backoff(1, giosg(SWEEP_BACKOFF=60.0)) == 90.0
+    assert services._backoff(30, giosg(SWEEP_BACKOFF=60.0)) == 6 * 3600
+
+
+# -- detach --------------------------------------------------------------------------------------
+
+
+def test_detach_ends_owned_chats_skips_shared_ones_and_deletes_the_keys(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    rooms_page(mocked)
+    chats_of(mocked, ROOM, chat(), chat("c-foreign", room_org=OTHER_ORG))
+    chats_of(mocked, SHARED, chat("c-shared", room_org=OTHER_ORG))
+    mocked.patch(f"{ORG_URL}/owned_chats/{CHAT}", json={**chat(), "is_ended": True})
+    mocked.delete(DELETE_URL, status=204)
+    link = link_for(user, state=State.ATTACHED, keys={ROOM: ["username", "user_id"]})
+    result = services.detach(link.pk, client, giosg())
+    assert result.ok
+    assert result.ended == [CHAT]
+    assert sorted(result.skipped) == [
+        "chat c-foreign: room of another organization",
+        "chat c-shared: room of another organization",
+    ]
+    assert sorted(result.deleted[ROOM]) == ["user_id", "username"]
+    link.refresh_from_db()
+    assert link.state == State.DETACHED
+    assert link.keys == {}
+
+
+def test_already_gone_counts_as_done(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    rooms_page(mocked)
+    # a visitor giosg never saw in a room: 404 for its chats, which means no chats
+    mocked.get(f"{ORG_URL}/rooms/{ROOM}/visitors/{VISITOR}/chats", status=404, json={})
+    chats_of(mocked, SHARED)
+    mocked.delete(DELETE_URL, status=404, json={"detail": "Not found."})
+    link = link_for(user, state=State.ATTACHED, keys={ROOM: ["username"]})
+    result = services.detach(link.pk, client, giosg())
+    assert result.ok
+    assert result.deleted == {ROOM: ["username"]}
+    link.refresh_from_db()
+    assert link.state == State.DETACHED
+
+
+@pytest.mark.parametrize(("ended", "ok"), [(True, True), (False, False)])
+def test_a_chat_giosg_refuses_to_end_is_read_again(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser, ended: bool, ok: bool
+) -> None:
+    rooms_page(mocked)
+    chats_of(mocked, ROOM, chat())
+    chats_of(mocked, SHARED)
+    mocked.patch(f"{ORG_URL}/owned_chats/{CHAT}", status=400, json={"detail": "locked"})
+    mocked.get(f"{ORG_URL}/owned_chats/{CHAT}", json={**chat(), "is_ended": ended})
+    link = link_for(user, state=State.ATTACHED)
+    result = services.detach(link.pk, client, giosg())
+    assert result.ok is ok
+    assert result.ended == ([CHAT] if ended else [])
+    link.refresh_from_db()
+    assert link.state == (State.DETACHED if ok else State.PENDING_DETACH)
+
+
+def test_a_failed_detach_keeps_the_keys_not_deleted_yet(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    mocked.get(f"{ORG_URL}/rooms", status=503)
+    mocked.delete(f"{ORG_URL}/rooms/{ROOM}/visitors/{VISITOR}/variables/username", status=204)
+    mocked.delete(f"{ORG_URL}/rooms/{ROOM}/visitors/{VISITOR}/variables/user_id", status=503)
+    link = link_for(user, state=State.ATTACHED, keys={ROOM: ["username", "user_id"]})
+    result = services.detach(link.pk, client, giosg(), max_retries=0)
+    assert not result.ok
+    assert any(failure.startswith("listing the rooms") for failure in result.failed)
+    link.refresh_from_db()
+    assert link.state == State.PENDING_DETACH
+    assert link.keys == {ROOM: ["user_id"]}
+    assert link.failed_action == "detach"
+    assert link.attempts == 1
+
+
+def test_detach_cancels_a_pending_attach_and_skips_a_detached_link(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    rooms_page(mocked)
+    chats_of(mocked, ROOM)
+    chats_of(mocked, SHARED)
+    link = link_for(user)  # pending_attach
+    assert services.detach(link.pk, client, giosg()).ok
+    link.refresh_from_db()
+    assert link.state == State.DETACHED
+    calls = len(mocked.calls)
+    assert services.detach(link.pk, client, giosg()).skipped == ["the link is detached already"]
+    assert services.attach(link.pk, client, giosg()).skipped == ["the link is not pending attach"]
+    assert len(mocked.calls) == calls
+
+
+# -- one visitor at a time -------------------------------------------------------------------------
+
+
+def test_a_visitor_held_by_another_worker_is_retried_later(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    VisitorLease.objects.create(
+        visitor_id=VISITOR, holder="other", expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    link = link_for(user)
+    result = services.attach(link.pk, client, giosg(), deadline=client.deadline_after(0.01))
+    assert result.failed == [f"another attach or detach of visitor {VISITOR} was still running"]
+    assert len(mocked.calls) == 0
+    link.refresh_from_db()
+    assert link.state == State.PENDING_ATTACH
+    assert link.attempts == 1
+
+
+def test_an_expired_lease_is_taken_over_and_released(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    VisitorLease.objects.create(
+        visitor_id=VISITOR, holder="dead", expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    mocked.post(VARIABLES_URL, status=201, json={})
+    link = link_for(user)
+    assert services.attach(link.pk, client, giosg()).ok
+    assert not VisitorLease.objects.exists()
+
+
+# -- rows ----------------------------------------------------------------------------------------
+
+
+def test_bind_supersedes_another_users_live_link(user: AbstractUser) -> None:
+    bob = get_user_model().objects.create_user("bob")
+    first = services.bind(user, VISITOR, giosg())
+    second = services.bind(bob, VISITOR, giosg())
+    assert first.attach is not None
+    assert second.detach == [first.attach]
+    states = dict(VisitorLink.objects.values_list("pk", "state"))
+    assert states == {first.attach: State.PENDING_DETACH, second.attach: State.PENDING_ATTACH}
+
+
+def test_bind_of_an_attached_link_only_reattaches_for_new_rooms(user: AbstractUser) -> None:
+    settings = giosg(USE_BROWSER_ROOMS=True)
+    link = link_for(user, state=State.ATTACHED, browser_rooms=[ROOM_2])
+    assert services.bind(user, VISITOR, settings, browser_rooms=[ROOM_2]).attach is None
+    assert services.bind(user, VISITOR, settings, browser_rooms=[SHARED]).attach == link.pk
+    link.refresh_from_db()
+    assert link.state == State.PENDING_ATTACH
+    assert link.browser_rooms == [ROOM_2, SHARED]
+
+
+def test_retry_resets_only_failed_links(user: AbstractUser) -> None:
+    failed_attach = link_for(user, state=State.FAILED, failed_action="attach", attempts=10)
+    failed_detach = VisitorLink.objects.create(
+        visitor_id="f" * 32, state=State.FAILED, failed_action="detach", attempts=10
+    )
+    attached = VisitorLink.objects.create(visitor_id="e" * 32, state=State.ATTACHED)
+    ids = [failed_attach.pk, failed_detach.pk, attached.pk]
+    reset = services.reset_failed(ids, giosg())
+    assert sorted(reset) == sorted([(failed_attach.pk, "attach"), (failed_detach.pk, "detach")])
+    states = dict(VisitorLink.objects.values_list("pk", "state"))
+    assert states[failed_attach.pk] == State.PENDING_ATTACH
+    assert states[failed_detach.pk] == State.PENDING_DETACH
+    assert states[attached.pk] == State.ATTACHED
+    assert set(VisitorLink.objects.filter(pk__in=ids[:2]).values_list("attempts", flat=True)) == {
+        0
+    }
+
+
+def test_retry_of_a_failed_attach_whose_visitor_moved_on_detaches(user: AbstractUser) -> None:
+    failed = link_for(user, state=State.FAILED, failed_action="attach")
+    link_for(user)  # a newer live link of the visitor
+    assert services.reset_failed([failed.pk], giosg()) == [(failed.pk, "detach")]
+    failed.refresh_from_db()
+    assert failed.state == State.PENDING_DETACH
+
+
+def test_the_default_variables() -> None:
+    from django_giosg.variables import default_variables
+
+    user_model = get_user_model()
+    named = user_model(pk=7, username="ann", first_name="Ann", last_name="Smith")
+    assert default_variables(named) == {"username": "Ann Smith", "user_id": 7}
+    blank = user_model(pk=8, username="bob", first_name=" ", last_name="")
+    assert default_variables(blank) == {"username": "bob", "user_id": 8}
