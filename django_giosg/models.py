@@ -7,7 +7,7 @@ even when two logins race, on every database. No raw session key is stored.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -15,16 +15,16 @@ from django.db.models import Q
 
 
 class State(models.TextChoices):
-    PENDING_ATTACH = "pending_attach", "pending attach"
-    ATTACHED = "attached", "attached"
-    PENDING_DETACH = "pending_detach", "pending detach"
-    DETACHED = "detached", "detached"
-    FAILED = "failed", "failed"
+    PENDING_ATTACH = "pending_attach"
+    ATTACHED = "attached"
+    PENDING_DETACH = "pending_detach"
+    DETACHED = "detached"
+    FAILED = "failed"
 
 
 class Action(models.TextChoices):
-    ATTACH = "attach", "attach"
-    DETACH = "detach", "detach"
+    ATTACH = "attach"
+    DETACH = "detach"
 
 
 #: The states in which a link holds (or is about to hold) the visitor for its user.
@@ -76,14 +76,6 @@ class VisitorLink(models.Model):
 
     def __str__(self) -> str:
         return f"visitor {self.visitor_id} ({self.get_state_display()})"
-
-    def rooms(self) -> list[str]:
-        """The rooms whose keys are recorded."""
-        return list(self.keys)
-
-    def key_count(self) -> int:
-        keys: dict[str, Any] = self.keys
-        return sum(len(room_keys) for room_keys in keys.values())
 
 
 class VisitorLease(models.Model):

@@ -50,6 +50,7 @@ logger = logging.getLogger("django_giosg")
 
 ROOMS_CACHE_KEY = "django_giosg:rooms:{organization_id}"
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+NOT_DETACHED = [state for state in State.values if state != State.DETACHED]
 MAX_BACKOFF = 6 * 3600.0  # seconds: the longest wait between two attempts of the sweep
 LEASE_POLL = 0.05  # seconds between two tries to take a visitor's lease
 
@@ -446,7 +447,7 @@ def _backoff(attempts: int, settings: GiosgSettings) -> float:
 
 
 def _record_failure(
-    link: VisitorLink, action: Action, error: str, settings: GiosgSettings, **fields: Any
+    link: VisitorLink, action: str, error: str, settings: GiosgSettings, **fields: Any
 ) -> None:
     """Count a failed attempt: due again after the backoff, or ``failed`` after the last one."""
     pending = State.PENDING_ATTACH if action == Action.ATTACH else State.PENDING_DETACH
@@ -469,7 +470,7 @@ def _record_failure(
                 attempts,
                 error,
             )
-            visitor_failed.send(VisitorLink, link=link, action=str(action), error=error)
+            visitor_failed.send(VisitorLink, link=link, action=action, error=error)
         return
     delay = _backoff(attempts, settings)
     if _update(
@@ -726,8 +727,7 @@ def detach(
     if link is None or link.state == State.DETACHED:
         result.skipped.append("the link is detached already")
         return result
-    not_detached = [state for state in State if state != State.DETACHED]
-    _update(link, not_detached, state=State.PENDING_DETACH)  # cancels a pending attach now
+    _update(link, NOT_DETACHED, state=State.PENDING_DETACH)  # cancels a pending attach now
     deadline = _deadline(client, settings, deadline)
     try:
         with _visitor_lease(link.visitor_id, client, deadline, settings):
@@ -752,9 +752,8 @@ def _detach(
 ) -> Result:
     """The detach itself, under the visitor's lease."""
     result = result or Result(link.pk, Action.DETACH)
-    not_detached = [state for state in State if state != State.DETACHED]
     if link.state != State.PENDING_DETACH and not _update(
-        link, not_detached, state=State.PENDING_DETACH
+        link, NOT_DETACHED, state=State.PENDING_DETACH
     ):
         result.skipped.append("the link is detached already")
         return result
@@ -811,8 +810,8 @@ class _DetachRun:
                 for key in room_keys:
                     pool.submit(self._delete, room, key)
             try:
-                for room in iter_rooms(self.client, self.settings, **self.limits):
-                    pool.submit(self._close_chats, pool, room)
+                for listed in iter_rooms(self.client, self.settings, **self.limits):
+                    pool.submit(self._close_chats, pool, listed)
             except GiosgError as err:
                 self.collector.failed(f"listing the rooms: {err}")
 

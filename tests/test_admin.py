@@ -16,7 +16,10 @@ URL = "/admin/django_giosg/visitorlink/"
 
 
 def link(visitor: str, state: str, **fields: Any) -> VisitorLink:
-    return VisitorLink.objects.create(visitor_id=visitor * 32, state=state, **fields)
+    created: VisitorLink = VisitorLink.objects.create(
+        visitor_id=visitor * 32, state=state, **fields
+    )
+    return created
 
 
 def test_the_list_filters_by_state(admin_client: Client) -> None:

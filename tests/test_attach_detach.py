@@ -4,8 +4,9 @@ give, the records on the link, the backoff and the signals."""
 from __future__ import annotations
 
 import logging
+import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -58,7 +59,12 @@ def user() -> AbstractUser:
 
 
 def link_for(user: AbstractUser | None, **fields: Any) -> VisitorLink:
-    return VisitorLink.objects.create(visitor_id=VISITOR, user=user, **fields)
+    link: VisitorLink = VisitorLink.objects.create(visitor_id=VISITOR, user=user, **fields)
+    return link
+
+
+def bodies(mocked: responses.RequestsMock) -> list[bytes]:
+    return sorted(bytes(call.request.body or b"") for call in mocked.calls)  # type: ignore[arg-type]
 
 
 def chat(chat_id: str = CHAT, room_org: str = ORG) -> dict[str, object]:
@@ -94,8 +100,7 @@ def test_attach_sets_every_key_in_every_room(
     result = services.attach(link.pk, client, giosg())
     assert result.ok
     assert result.set == {ROOM: ["username", "user_id"], ROOM_2: ["username", "user_id"]}
-    sent = sorted(call.request.body for call in mocked.calls)  # type: ignore[misc]
-    assert sent == sorted(
+    assert bodies(mocked) == sorted(
         [
             b'{"key": "username", "value": "Ann Smith"}',
             f'{{"key": "user_id", "value": "{user.pk}"}}'.encode(),
@@ -125,8 +130,10 @@ def test_a_custom_callable_none_values_and_invalid_keys(
     with caplog.at_level(logging.WARNING, "django_giosg"):
         result = services.attach(link.pk, client, giosg(VARIABLES=variables, ROOM_IDS=[ROOM]))
     assert result.set == {ROOM: ["plan", "level"]}
-    bodies = sorted(call.request.body for call in mocked.calls)  # type: ignore[misc]
-    assert bodies == [b'{"key": "level", "value": "3"}', b'{"key": "plan", "value": "gold"}']
+    assert bodies(mocked) == [
+        b'{"key": "level", "value": "3"}',
+        b'{"key": "plan", "value": "gold"}',
+    ]
     assert "'bad key!'" in caplog.text
     assert "skipped" in caplog.text
 
@@ -253,7 +260,7 @@ def test_failures_back_off_and_end_failed_with_one_signal(
 
 
 def test_the_backoff_is_capped_at_six_hours(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(services.random, "random", lambda: 1.0)
+    monkeypatch.setattr(random, "random", lambda: 1.0)
     assert services._backoff(1, giosg(SWEEP_BACKOFF=60.0)) == 90.0
     assert services._backoff(30, giosg(SWEEP_BACKOFF=60.0)) == 6 * 3600
 
@@ -436,3 +443,108 @@ def test_the_default_variables() -> None:
     assert default_variables(named) == {"username": "Ann Smith", "user_id": 7}
     blank = user_model(pk=8, username="bob", first_name=" ", last_name="")
     assert default_variables(blank) == {"username": "bob", "user_id": 8}
+
+
+# -- what happens meanwhile ---------------------------------------------------------------------
+
+
+def meanwhile(monkeypatch: pytest.MonkeyPatch, change: Callable[[], object]) -> None:
+    """Run ``change`` just as the visitor's lease is taken (another worker got there first)."""
+    take = services._take_lease
+
+    def take_after_change(visitor_id: str, seconds: float) -> str | None:
+        change()
+        return take(visitor_id, seconds)
+
+    monkeypatch.setattr(services, "_take_lease", take_after_change)
+
+
+def test_an_attach_overtaken_before_its_lease_does_nothing(
+    client: GiosgClient,
+    mocked: responses.RequestsMock,
+    user: AbstractUser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    link = link_for(user)
+    meanwhile(monkeypatch, lambda: VisitorLink.objects.update(state=State.PENDING_DETACH))
+    assert services.attach(link.pk, client, giosg()).skipped == ["the link is not pending attach"]
+    assert len(mocked.calls) == 0
+
+
+def test_a_detach_overtaken_before_its_lease_does_nothing(
+    client: GiosgClient,
+    mocked: responses.RequestsMock,
+    user: AbstractUser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    link = link_for(user, state=State.ATTACHED)
+    meanwhile(monkeypatch, lambda: VisitorLink.objects.update(state=State.DETACHED))
+    assert services.detach(link.pk, client, giosg()).skipped == ["the link is detached already"]
+    assert len(mocked.calls) == 0
+
+
+def test_a_busy_visitor_is_recorded_on_a_detach_too(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    VisitorLease.objects.create(
+        visitor_id=VISITOR, holder="other", expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    link = link_for(user, state=State.ATTACHED)
+    result = services.detach(link.pk, client, giosg(), deadline=client.deadline_after(0.01))
+    assert not result.ok
+    link.refresh_from_db()
+    assert (link.state, link.attempts, link.failed_action) == (State.PENDING_DETACH, 1, "detach")
+
+
+def test_an_attach_waits_for_the_previous_binding_to_be_detached(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    mocked.get(f"{ORG_URL}/rooms", status=503)
+    previous = link_for(None, state=State.PENDING_DETACH)
+    link = link_for(user)
+    result = services.attach(link.pk, client, giosg(), max_retries=0)
+    assert result.failed == ["the visitor's previous binding could not be detached first"]
+    assert not any(call.request.method == "POST" for call in mocked.calls)
+    link.refresh_from_db()
+    previous.refresh_from_db()
+    assert (link.state, link.attempts) == (State.PENDING_ATTACH, 1)
+    assert (previous.state, previous.attempts) == (State.PENDING_DETACH, 1)
+
+
+def test_failing_chat_calls_fail_the_detach(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    rooms_page(mocked)
+    chats_of(mocked, ROOM, chat())
+    mocked.get(f"{ORG_URL}/rooms/{SHARED}/visitors/{VISITOR}/chats", status=500)
+    mocked.patch(f"{ORG_URL}/owned_chats/{CHAT}", status=403, json={})
+    mocked.get(f"{ORG_URL}/owned_chats/{CHAT}", status=403, json={})
+    link = link_for(user, state=State.ATTACHED)
+    result = services.detach(link.pk, client, giosg(), max_retries=0)
+    assert sorted(failure.split(":")[0] for failure in result.failed) == [
+        f"ending chat {CHAT}",
+        f"listing the chats in room {SHARED}",
+    ]
+
+
+def test_an_unexpected_error_in_a_call_is_a_failure_not_a_crash(
+    client: GiosgClient,
+    mocked: responses.RequestsMock,
+    user: AbstractUser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rooms_page(mocked)
+    chats_of(mocked, ROOM)
+    chats_of(mocked, SHARED)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(client, "delete_variable", broken)
+    link = link_for(user, state=State.ATTACHED, keys={ROOM: ["username"]})
+    result = services.detach(link.pk, client, giosg())
+    assert result.failed == ["unexpected RuntimeError in _delete"]
+
+
+def test_the_string_of_a_link() -> None:
+    assert str(VisitorLink(visitor_id=VISITOR)) == f"visitor {VISITOR} (Pending Attach)"

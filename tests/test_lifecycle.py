@@ -88,7 +88,7 @@ def expected(sim: GiosgSimulator, user: AbstractUser, name: str) -> dict[str, di
 
 
 def only_link() -> VisitorLink:
-    links = list(VisitorLink.objects.all())
+    links: list[VisitorLink] = list(VisitorLink.objects.all())
     assert len(links) == 1, links
     return links[0]
 
@@ -277,7 +277,9 @@ def test_two_concurrent_logins_end_with_one_attached_link(
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=log_in, args=pair) for pair in zip(browsers, users)]
+    threads = [
+        threading.Thread(target=log_in, args=pair) for pair in zip(browsers, users, strict=True)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -354,7 +356,7 @@ def test_attached_and_detached_are_signalled(giosg: GiosgSimulator) -> None:
 
 # -- giosg in trouble ---------------------------------------------------------------------------
 
-TROUBLE = {
+TROUBLE: dict[str, dict[str, Any]] = {
     "down": {"down": True},
     "hangs": {"hang": True},
     "503": {"status": 503},

@@ -138,3 +138,50 @@ def test_calls_in_a_request_share_one_budget_and_make_no_retries(client: GiosgCl
         client._clock.now += 1.5  # type: ignore[attr-defined]
         assert tasks.call_limits(client, settings) == (deadline, 0)  # not renewed
     assert tasks.call_limits(client, settings) == (None, settings.max_retries)
+
+
+def test_a_failing_attach_never_fails_a_capture(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("database on fire")
+
+    get_user_model().objects.create_user("ann", password="pw-1815")
+    browser = Client()
+    assert browser.login(username="ann", password="pw-1815")
+    monkeypatch.setattr(tasks, "attach_visitor", broken)
+    with caplog.at_level(logging.ERROR, "django_giosg"):
+        response = browser.post(
+            "/giosg/visitor/", {"visitor_id": VISITOR}, content_type="application/json"
+        )
+    assert response.status_code == 204
+    assert browser.session[SESSION_KEY] == VISITOR
+    assert "could not attach the captured visitor" in caplog.text
+
+
+def test_entry_points_change_nothing_while_disabled(settings: Any) -> None:
+    settings.GIOSG = {"ENABLED": False}
+    user = get_user_model().objects.create_user("ann")
+    tasks.attach_visitor(user, VISITOR)
+    assert not VisitorLink.objects.exists()
+
+
+def test_a_login_in_the_request_hides_an_earlier_logouts_cleanup() -> None:
+    from django_giosg import middleware
+
+    request = RequestFactory().get("/")
+    middleware.note_logout(request, ["room"])
+    assert middleware.pending_logout_rooms(request) == ["room"]
+    middleware.note_login(request)
+    assert middleware.pending_logout_rooms(request) is None
+
+
+def test_the_middleware_works_without_a_session() -> None:
+    from django.http import HttpResponse
+
+    from django_giosg.middleware import GiosgMiddleware, visitor_before_view
+
+    request = RequestFactory().get("/")
+    response = GiosgMiddleware(lambda request: HttpResponse("ok"))(request)
+    assert response.status_code == 200
+    assert visitor_before_view(request) == (None, [])
