@@ -356,7 +356,7 @@ def test_detach_cancels_a_pending_attach_and_skips_a_detached_link(
     assert len(mocked.calls) == calls
 
 
-# -- one visitor at a time -------------------------------------------------------------------------
+# -- one visitor at a time ---------------------------------------------------------------------
 
 
 def test_a_visitor_held_by_another_worker_is_retried_later(
