@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -9,9 +11,14 @@ from django.http import HttpRequest
 from . import tasks
 from .models import VisitorLink
 
+if TYPE_CHECKING:
+    _ModelAdmin = admin.ModelAdmin[VisitorLink]
+else:  # ModelAdmin is generic in django-stubs only
+    _ModelAdmin = admin.ModelAdmin
+
 
 @admin.register(VisitorLink)
-class VisitorLinkAdmin(admin.ModelAdmin[VisitorLink]):
+class VisitorLinkAdmin(_ModelAdmin):
     list_display = (
         "visitor_id",
         "user",

@@ -66,10 +66,15 @@ def _remember_visitor(request: HttpRequest) -> None:
     store = getattr(request, "session", None)
     if store is None:
         return
+    # A peek: a page that does not use the session must not get "Vary: Cookie" because of us.
+    accessed = getattr(store, "accessed", None)
     try:
         before = (session.get_visitor_id(store), session.get_browser_rooms(store))
     except GiosgConfigurationError:
         return  # reported by the system checks; never break the site over it
+    finally:
+        if accessed is not None:
+            store.accessed = accessed
     setattr(request, _BEFORE, before)
 
 

@@ -185,3 +185,12 @@ def test_the_middleware_works_without_a_session() -> None:
     response = GiosgMiddleware(lambda request: HttpResponse("ok"))(request)
     assert response.status_code == 200
     assert visitor_before_view(request) == (None, [])
+
+
+def test_the_middleware_does_not_make_pages_vary_on_the_cookie() -> None:
+    browser = Client()
+    session = browser.session
+    session[SESSION_KEY] = VISITOR
+    session.save()
+    assert "Vary" not in browser.get("/data/")
+    assert "Cookie" in browser.get("/").get("Vary", "")  # the page itself uses the session
