@@ -50,6 +50,8 @@ logger = logging.getLogger("django_giosg")
 
 ROOMS_CACHE_KEY = "django_giosg:rooms:{organization_id}"
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+NOT_PENDING_ATTACH = "the link is not pending attach"
+DETACHED_ALREADY = "the link is detached already"
 NOT_DETACHED = [state for state in State.values if state != State.DETACHED]
 MAX_BACKOFF = 6 * 3600.0  # seconds: the longest wait between two attempts of the sweep
 LEASE_POLL = 0.05  # seconds between two tries to take a visitor's lease
@@ -92,6 +94,9 @@ class _Collector:
     def __init__(self, result: Result) -> None:
         self.result = result
         self._lock = threading.Lock()
+        #: A room answered 404: the cached room list is dropped afterwards, in the calling
+        #: thread (a database cache must not be used from the pool's threads).
+        self.room_missing = False
 
     def set(self, room: str, key: str) -> None:
         with self._lock:
@@ -568,20 +573,46 @@ def attach(
     detached first. Only a ``pending_attach`` link is attached; anything else is skipped."""
     result = Result(link_id, Action.ATTACH)
     link = VisitorLink.objects.filter(pk=link_id).first()
-    if link is None or link.state != State.PENDING_ATTACH:
-        result.skipped.append("the link is not pending attach")
+    if link is None or not _wants(link, Action.ATTACH):
+        result.skipped.append(NOT_PENDING_ATTACH)
         return result
-    deadline = _deadline(client, settings, deadline)
+    return _with_lease(link, result, client, settings, deadline, max_retries, _attach)
+
+
+Work = Callable[[VisitorLink, Result, GiosgClient, GiosgSettings, float, "int | None"], Result]
+
+
+def _wants(link: VisitorLink, action: str) -> bool:
+    if action == Action.ATTACH:
+        return link.state == State.PENDING_ATTACH
+    return link.state != State.DETACHED
+
+
+def _with_lease(
+    link: VisitorLink,
+    result: Result,
+    client: GiosgClient,
+    settings: GiosgSettings,
+    deadline: float | None,
+    max_retries: int | None,
+    work: Work,
+) -> Result:
+    """Run ``work`` holding the visitor's lease, if the link still wants it by then (another
+    worker may have been first). A visitor busy for longer than we may wait is a failed attempt."""
+    action = result.action
+    until = _deadline(client, settings, deadline)
     try:
-        with _visitor_lease(link.visitor_id, client, deadline, settings):
+        with _visitor_lease(link.visitor_id, client, until, settings):
             link.refresh_from_db()
-            if link.state != State.PENDING_ATTACH:
-                result.skipped.append("the link is not pending attach")
+            if not _wants(link, action):
+                result.skipped.append(
+                    NOT_PENDING_ATTACH if action == Action.ATTACH else DETACHED_ALREADY
+                )
                 return result
-            return _attach(link, result, client, settings, deadline, max_retries)
+            return work(link, result, client, settings, until, max_retries)
     except VisitorBusy as err:
         result.failed.append(str(err))
-        _record_failure(link, Action.ATTACH, str(err), settings)
+        _record_failure(link, action, str(err), settings)
         return result
 
 
@@ -593,13 +624,14 @@ def _attach(
     deadline: float,
     max_retries: int | None,
 ) -> Result:
+    limits = (client, settings, deadline, max_retries)
     older = (
         VisitorLink.objects.filter(visitor_id=link.visitor_id)
         .exclude(pk=link.pk)
         .exclude(state__in=[State.DETACHED, *LIVE_STATES])
     )
     for previous in older:
-        if not _detach(previous, client, settings, deadline, max_retries).ok:
+        if not _detach(previous, Result(previous.pk, Action.DETACH), *limits).ok:
             error = "the visitor's previous binding could not be detached first"
             result.failed.append(error)
             _record_failure(link, Action.ATTACH, error, settings)
@@ -607,7 +639,7 @@ def _attach(
     if link.user is None:  # the user was deleted before the attach ran
         result.cancelled = True
         _update(link, [State.PENDING_ATTACH], state=State.PENDING_DETACH)
-        detached = _detach(link, client, settings, deadline, max_retries)
+        detached = _detach(link, Result(link.pk, Action.DETACH), *limits)
         result.failed.extend(detached.failed)
         return result
     try:
@@ -622,7 +654,7 @@ def _attach(
     already_set: dict[str, list[str]] = link.keys
     # Recorded before the calls: a detach that overtakes this attach deletes these keys too.
     if not _update(link, [State.PENDING_ATTACH], keys=_merge_keys(already_set, planned)):
-        result.skipped.append("the link is not pending attach")
+        result.skipped.append(NOT_PENDING_ATTACH)
         return result
     collector = _Collector(result)
     with _Pool(settings.max_workers, collector) as pool:
@@ -631,7 +663,6 @@ def _attach(
                 pool.submit(
                     _set_variable,
                     client,
-                    settings,
                     collector,
                     link.visitor_id,
                     room,
@@ -640,6 +671,8 @@ def _attach(
                     deadline,
                     max_retries,
                 )
+    if collector.room_missing:
+        forget_rooms(settings)
     result.set = {  # in the order of VARIABLES, whatever order the calls finished in
         room: [key for key in keys if key in result.set.get(room, [])]
         for room, keys in planned.items()
@@ -664,7 +697,7 @@ def _attach(
     # A logout (or another login) overtook this attach: undo it at once.
     result.cancelled = True
     link.refresh_from_db()
-    detached = _detach(link, client, settings, deadline, max_retries)
+    detached = _detach(link, Result(link.pk, Action.DETACH), *limits)
     result.failed.extend(detached.failed)
     return result
 
@@ -684,7 +717,6 @@ def _variables_failed(
 
 def _set_variable(
     client: GiosgClient,
-    settings: GiosgSettings,
     collector: _Collector,
     visitor_id: str,
     room: str,
@@ -697,8 +729,8 @@ def _set_variable(
         client.set_variable(
             room, visitor_id, key, value, deadline=deadline, max_retries=max_retries
         )
-    except GiosgNotFound:
-        forget_rooms(settings)  # the room may be gone; giosg may also not know the visitor there
+    except GiosgNotFound:  # the room may be gone; giosg may also not know the visitor there
+        collector.room_missing = True
         collector.skipped(f"room {room}: not found for this visitor")
     except GiosgError as err:
         collector.failed(f"setting {key} in room {room}: {err}")
@@ -724,38 +756,26 @@ def detach(
     """
     result = Result(link_id, Action.DETACH)
     link = VisitorLink.objects.filter(pk=link_id).first()
-    if link is None or link.state == State.DETACHED:
-        result.skipped.append("the link is detached already")
+    if link is None or not _wants(link, Action.DETACH):
+        result.skipped.append(DETACHED_ALREADY)
         return result
     _update(link, NOT_DETACHED, state=State.PENDING_DETACH)  # cancels a pending attach now
-    deadline = _deadline(client, settings, deadline)
-    try:
-        with _visitor_lease(link.visitor_id, client, deadline, settings):
-            link.refresh_from_db()
-            if link.state == State.DETACHED:
-                result.skipped.append("the link is detached already")
-                return result
-            return _detach(link, client, settings, deadline, max_retries, result)
-    except VisitorBusy as err:
-        result.failed.append(str(err))
-        _record_failure(link, Action.DETACH, str(err), settings)
-        return result
+    return _with_lease(link, result, client, settings, deadline, max_retries, _detach)
 
 
 def _detach(
     link: VisitorLink,
+    result: Result,
     client: GiosgClient,
     settings: GiosgSettings,
     deadline: float,
     max_retries: int | None,
-    result: Result | None = None,
 ) -> Result:
     """The detach itself, under the visitor's lease."""
-    result = result or Result(link.pk, Action.DETACH)
     if link.state != State.PENDING_DETACH and not _update(
         link, NOT_DETACHED, state=State.PENDING_DETACH
     ):
-        result.skipped.append("the link is detached already")
+        result.skipped.append(DETACHED_ALREADY)
         return result
     _DetachRun(client, settings, link.visitor_id, deadline, max_retries, result).run(link.keys)
     if result.failed:

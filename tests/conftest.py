@@ -7,6 +7,7 @@ import responses as responses_module
 from django.conf import settings
 from django.test import override_settings
 
+from django_giosg import conf
 from django_giosg.client import GiosgClient
 
 TOKEN = "tok-3f1c-SECRET-do-not-log"
@@ -16,6 +17,11 @@ VISITOR = "08119566026a4e1194a7a3244c90f925"
 CHAT = "58f5055c-56e0-11e5-9354-6c4008c08dfe"
 BASE = "https://giosg.test"
 ORG_URL = f"{BASE}/api/v5/orgs/{ORG}"
+
+
+def load_settings(**changes: object) -> conf.GiosgSettings:
+    """Validated settings for the test organization, without touching ``settings.GIOSG``."""
+    return conf.load({"API_TOKEN": "t", "ORGANIZATION_ID": ORG, "ROOM_IDS": [ROOM], **changes})
 
 
 def giosg_settings(**changes: object) -> override_settings:

@@ -21,7 +21,7 @@ from django_giosg import conf, services, signals
 from django_giosg.client import GiosgClient
 from django_giosg.models import State, VisitorLease, VisitorLink
 
-from .conftest import CHAT, ORG, ORG_URL, ROOM, VISITOR
+from .conftest import CHAT, ORG, ORG_URL, ROOM, VISITOR, load_settings
 
 pytestmark = pytest.mark.django_db
 
@@ -33,9 +33,7 @@ DELETE_URL = re.compile(rf"{ORG_URL}/rooms/[^/]+/visitors/{VISITOR}/variables/[^
 
 
 def giosg(**changes: object) -> conf.GiosgSettings:
-    return conf.load(
-        {"API_TOKEN": "t", "ORGANIZATION_ID": ORG, "ROOM_IDS": [ROOM, ROOM_2], **changes}
-    )
+    return load_settings(**{"ROOM_IDS": [ROOM, ROOM_2], **changes})
 
 
 def plan_variables(user: Any) -> dict[str, object]:

@@ -8,10 +8,10 @@ import pytest
 import responses
 from django.core.cache import cache
 
-from django_giosg import conf, services
+from django_giosg import services
 from django_giosg.client import GiosgClient
 
-from .conftest import ORG, ORG_URL, ROOM
+from .conftest import ORG, ORG_URL, ROOM, load_settings
 
 SHARED = "0f3ba9f2-56e1-11e5-9c5e-6c4008c08dfe"
 FOREIGN = "11111111-56e1-11e5-9c5e-6c4008c08dfe"
@@ -29,10 +29,6 @@ def room(
         "is_shared": shared,
         "name": room_id,
     }
-
-
-def settings_with(**changes: object) -> conf.GiosgSettings:
-    return conf.load({"API_TOKEN": "t", "ORGANIZATION_ID": ORG, "ROOM_IDS": [ROOM], **changes})
 
 
 @pytest.fixture(autouse=True)
@@ -58,14 +54,14 @@ def rooms_listed(mocked: responses.RequestsMock) -> responses.RequestsMock:
 def test_owned_rooms_leave_out_rooms_of_other_organizations(
     client: GiosgClient, rooms_listed: responses.RequestsMock
 ) -> None:
-    owned = services.owned_room_ids(client, settings_with())
+    owned = services.owned_room_ids(client, load_settings())
     assert owned == frozenset({ROOM, UNLABELLED})
 
 
 def test_the_room_list_is_cached_for_the_ttl(
     client: GiosgClient, rooms_listed: responses.RequestsMock
 ) -> None:
-    settings = settings_with(ROOMS_CACHE_TTL=300)
+    settings = load_settings(ROOMS_CACHE_TTL=300)
     services.owned_room_ids(client, settings)
     assert services.owned_room_ids(client, settings) == frozenset({ROOM, UNLABELLED})
     assert len(rooms_listed.calls) == 1
@@ -77,7 +73,7 @@ def test_the_room_list_is_cached_for_the_ttl(
 def test_a_ttl_of_zero_never_caches(
     client: GiosgClient, rooms_listed: responses.RequestsMock
 ) -> None:
-    settings = settings_with(ROOMS_CACHE_TTL=0)
+    settings = load_settings(ROOMS_CACHE_TTL=0)
     services.owned_room_ids(client, settings)
     services.owned_room_ids(client, settings)
     assert len(rooms_listed.calls) == 2
@@ -88,7 +84,7 @@ def test_filtering_keeps_order_drops_duplicates_and_foreign_rooms(
     client: GiosgClient, rooms_listed: responses.RequestsMock
 ) -> None:
     kept = services.filter_owned_rooms(
-        [UNLABELLED, SHARED, ROOM, UNLABELLED, FOREIGN, SHARED_UNLABELLED], client, settings_with()
+        [UNLABELLED, SHARED, ROOM, UNLABELLED, FOREIGN, SHARED_UNLABELLED], client, load_settings()
     )
     assert kept == [UNLABELLED, ROOM]
 
@@ -96,5 +92,5 @@ def test_filtering_keeps_order_drops_duplicates_and_foreign_rooms(
 def test_filtering_nothing_asks_nobody(
     client: GiosgClient, mocked: responses.RequestsMock
 ) -> None:
-    assert services.filter_owned_rooms([], client, settings_with()) == []
+    assert services.filter_owned_rooms([], client, load_settings()) == []
     assert len(mocked.calls) == 0
