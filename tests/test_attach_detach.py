@@ -546,3 +546,50 @@ def test_an_unexpected_error_in_a_call_is_a_failure_not_a_crash(
 
 def test_the_string_of_a_link() -> None:
     assert str(VisitorLink(visitor_id=VISITOR)) == f"visitor {VISITOR} (Pending Attach)"
+
+
+def test_the_previous_binding_is_detached_before_the_new_one_is_set(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    rooms_page(mocked)
+    chats_of(mocked, ROOM)
+    chats_of(mocked, SHARED)
+    mocked.delete(DELETE_URL, status=204)
+    mocked.post(VARIABLES_URL, status=201, json={})
+    previous = link_for(None, state=State.PENDING_DETACH, keys={ROOM: ["username"]})
+    link = link_for(user)
+    assert services.attach(link.pk, client, giosg()).ok
+    methods = [call.request.method for call in mocked.calls]
+    assert methods.index("POST") > methods.index("DELETE")
+    assert methods.count("POST") == 4
+    previous.refresh_from_db()
+    assert previous.state == State.DETACHED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_attach_overtaken_during_its_calls_undoes_them(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    from django.db import connection
+
+    link = link_for(user)
+
+    def logout_meanwhile(request: Any) -> tuple[int, dict[str, str], str]:
+        try:  # a logout in another request, while the variables are being set
+            VisitorLink.objects.filter(pk=link.pk).update(state=State.PENDING_DETACH)
+        finally:
+            connection.close()
+        return 201, {}, "{}"
+
+    mocked.add_callback("POST", VARIABLES_URL, callback=logout_meanwhile)
+    rooms_page(mocked)
+    chats_of(mocked, ROOM)
+    chats_of(mocked, SHARED)
+    mocked.delete(DELETE_URL, status=204)
+    result = services.attach(link.pk, client, giosg())
+    assert result.cancelled
+    assert result.ok
+    deleted = [call for call in mocked.calls if call.request.method == "DELETE"]
+    assert len(deleted) == 4  # every key it had set
+    link.refresh_from_db()
+    assert link.state == State.DETACHED

@@ -191,11 +191,13 @@ def test_w002_no_engine_has_the_request_context_processor() -> None:
         ({"ROOT_URLCONF": "tests.urls_without_giosg"}, "django_giosg.E004"),
     ],
 )
+@pytest.mark.django_db  # on Django 6.1, JSONField's check asks SQLite whether it has JSON
 def test_manage_py_check_runs_them(changes: dict[str, object], expected: str) -> None:
     with override_settings(**changes), pytest.raises(SystemCheckError, match=expected):
         call_command("check")
 
 
+@pytest.mark.django_db
 def test_manage_py_check_shows_the_warnings(capsys: pytest.CaptureFixture[str]) -> None:
     without_request = [
         {
