@@ -593,3 +593,23 @@ def test_an_attach_overtaken_during_its_calls_undoes_them(
     assert len(deleted) == 4  # every key it had set
     link.refresh_from_db()
     assert link.state == State.DETACHED
+
+
+def test_bind_gives_up_loudly_when_every_try_loses_a_race(
+    user: AbstractUser, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from django.db import IntegrityError
+
+    def always_taken(**fields: object) -> VisitorLink:
+        raise IntegrityError("UNIQUE constraint failed")
+
+    monkeypatch.setattr(VisitorLink.objects, "create", always_taken)
+    with caplog.at_level(logging.ERROR, "django_giosg"):
+        binding = services.bind(user, VISITOR, giosg())
+    assert binding == services.Binding(attach=None, detach=[])
+    assert f"Could not bind visitor {VISITOR}" in caplog.text
+
+
+def test_the_string_of_a_lease() -> None:
+    lease = VisitorLease(visitor_id=VISITOR, holder="h", expires_at=timezone.now())
+    assert str(lease) == f"lease on visitor {VISITOR}"
