@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import pytest
 import responses as responses_module
 from django.conf import settings
+from django.core.cache import cache
 from django.test import override_settings
 
 from django_giosg import conf
@@ -42,6 +43,14 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+
+
+@pytest.fixture
+def empty_cache() -> Iterator[None]:
+    """Django's cache (the room list) empty before and after the test."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +23,7 @@ from django_giosg.models import State, VisitorLease, VisitorLink
 
 from .conftest import CHAT, ORG, ORG_URL, ROOM, VISITOR, load_settings
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")]
 
 ROOM_2 = "0f3ba9f2-56e1-11e5-9c5e-6c4008c08dfe"
 SHARED = "11111111-56e1-11e5-9c5e-6c4008c08dfe"
@@ -39,13 +39,6 @@ def giosg(**changes: object) -> conf.GiosgSettings:
 def plan_variables(user: Any) -> dict[str, object]:
     """A VARIABLES callable given by its dotted path."""
     return {"plan": "gold", "nickname": None, "bad key!": "x", "level": 3}
-
-
-@pytest.fixture(autouse=True)
-def _empty_cache() -> Iterator[None]:
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

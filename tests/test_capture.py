@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.core.cache import cache
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpResponse
 from django.test import Client, override_settings
@@ -58,14 +57,12 @@ def site() -> Site:
 
 
 @pytest.fixture
-def giosg(giosg_simulator: GiosgSimulator) -> Iterator[GiosgSimulator]:
+def giosg(giosg_simulator: GiosgSimulator, empty_cache: None) -> Iterator[GiosgSimulator]:
     """The simulator with three own rooms, and browser rooms on (so a capture may call giosg)."""
-    cache.clear()
     while len(giosg_simulator.world.owned_room_ids) < 3:
         giosg_simulator.world.add_room()
     with override_settings(GIOSG={**settings.GIOSG, "USE_BROWSER_ROOMS": True}):
         yield giosg_simulator
-    cache.clear()
 
 
 def error_of(response: HttpResponse) -> str:

@@ -9,13 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
-from django.core.cache import cache
 from django.db import connection
 from django.http import HttpResponse
 from django.test import Client, override_settings
@@ -34,17 +32,15 @@ PASSWORD = "pw-not-in-logs-1815"
 
 
 @pytest.fixture
-def giosg(giosg_simulator: GiosgSimulator, settings: Any) -> Iterator[GiosgSimulator]:
+def giosg(giosg_simulator: GiosgSimulator, settings: Any, empty_cache: None) -> GiosgSimulator:
     """The simulator with 6 owned rooms and 1 shared one, 2 rooms per page (4 pages); variables
     are set in the first 2 owned rooms."""
     sim = giosg_simulator
     while len(sim.world.owned_room_ids) < 6:
         sim.world.add_room()
     sim.page_size = 2
-    cache.clear()
     settings.GIOSG = {**settings.GIOSG, "ROOM_IDS": sim.room_ids[:2], "INLINE_BUDGET": 2.0}
-    yield sim
-    cache.clear()
+    return sim
 
 
 def make_user(username: str, first: str = "", last: str = "") -> AbstractUser:

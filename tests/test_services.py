@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import responses
 from django.core.cache import cache
@@ -20,6 +18,9 @@ OTHER_ORG = "33333333-56e1-11e5-9c5e-6c4008c08dfe"
 SHARED_UNLABELLED = "44444444-56e1-11e5-9c5e-6c4008c08dfe"
 
 
+pytestmark = pytest.mark.usefixtures("empty_cache")
+
+
 def room(
     room_id: str, organization_id: str | None = ORG, *, shared: bool = False
 ) -> dict[str, object]:
@@ -29,13 +30,6 @@ def room(
         "is_shared": shared,
         "name": room_id,
     }
-
-
-@pytest.fixture(autouse=True)
-def _empty_cache() -> Iterator[None]:
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
