@@ -4,6 +4,17 @@ For every request it opens the request's giosg budget (``INLINE_BUDGET``, see
 :mod:`django_giosg.tasks`) and remembers the session's visitor id before the view runs, because a
 login of another user flushes the session before ``user_logged_in`` is sent.
 
+It keeps the session's binding in step with the session (see
+:class:`~django_giosg.session.SessionBinding`), on the way out:
+
+- a session bound for a user that no longer has that user (its password changed elsewhere, the
+  user was deactivated, someone else took the session over) is detached;
+- a logged-in session whose visitor is not bound (a session from before django-giosg, a user
+  active again) is bound;
+- when the session is about to be saved and its expiry moved by ``EXPIRY_REFRESH`` or more
+  (sliding expiry, ``set_expiry()``), the link's recorded expiry follows, for ``giosg_sweep``.
+  This costs no query on other requests.
+
 It also carries the browser's share of a logout to the next page: at logout it sets a short-lived,
 signed cookie naming the rooms to clean up, ``{% giosg_logout %}`` renders the cleanup script while
 that cookie (or a logout in the same request) is there, and the middleware deletes the cookie on
@@ -14,15 +25,22 @@ Install it after ``SessionMiddleware`` and ``AuthenticationMiddleware`` (a syste
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from django.conf import settings as django_settings
+from django.contrib import auth
+from django.contrib.sessions.backends.base import SessionBase
 from django.core import signing
 from django.http import HttpRequest, HttpResponseBase
 
 from . import session, tasks
+from .conf import get_settings
 from .errors import GiosgConfigurationError
+
+logger = logging.getLogger("django_giosg")
 
 LOGOUT_COOKIE = "django_giosg_logout"
 LOGOUT_COOKIE_AGE = 300  # seconds: enough to reach the next page, short enough to go stale
@@ -59,29 +77,102 @@ def note_login(request: HttpRequest) -> None:
     state.logged_in = True
 
 
-_BEFORE = "_django_giosg_visitor_before"
+_BEFORE = "_django_giosg_before"
+
+
+@dataclass(frozen=True)
+class _Before:
+    """What the session held when the request came in. Read before anything evaluates
+    ``request.user``, which flushes a session whose password hash no longer verifies."""
+
+    visitor_id: str | None = None
+    rooms: list[str] = field(default_factory=list)
+    binding: session.SessionBinding | None = None
+    user_key: str | None = None  # the user id django.contrib.auth keeps in the session
+
+
+@contextmanager
+def _peek(store: SessionBase) -> Iterator[SessionBase]:
+    """Read the session without marking it accessed: a page that does not use the session must
+    not get ``Vary: Cookie`` because of us."""
+    accessed = getattr(store, "accessed", None)
+    try:
+        yield store
+    finally:
+        if accessed is not None:
+            store.accessed = accessed
 
 
 def _remember_visitor(request: HttpRequest) -> None:
     store = getattr(request, "session", None)
     if store is None:
         return
-    # A peek: a page that does not use the session must not get "Vary: Cookie" because of us.
-    accessed = getattr(store, "accessed", None)
     try:
-        before = (session.get_visitor_id(store), session.get_browser_rooms(store))
+        with _peek(store):
+            user_key = store.get(auth.SESSION_KEY)
+            before = _Before(
+                session.get_visitor_id(store),
+                session.get_browser_rooms(store),
+                session.get_binding(store),
+                user_key if isinstance(user_key, str) else None,
+            )
     except GiosgConfigurationError:
         return  # reported by the system checks; never break the site over it
-    finally:
-        if accessed is not None:
-            store.accessed = accessed
     setattr(request, _BEFORE, before)
 
 
 def visitor_before_view(request: HttpRequest) -> tuple[str | None, list[str]]:
     """The visitor id and browser rooms the session held when the request came in."""
-    before: tuple[str | None, list[str]] = getattr(request, _BEFORE, (None, []))
-    return before
+    before: _Before = getattr(request, _BEFORE, _Before())
+    return before.visitor_id, before.rooms
+
+
+def _keep_binding(request: HttpRequest, response: HttpResponseBase) -> None:
+    """Keep the session's binding in step with the session (see :class:`GiosgMiddleware`)."""
+    store: SessionBase | None = getattr(request, "session", None)
+    before: _Before | None = getattr(request, _BEFORE, None)
+    if store is None or before is None or not get_settings().enabled:
+        return
+    state = _state(request)
+    if before.visitor_id is not None and not state.logged_in and state.rooms is None:
+        # (a login or logout in this request was handled by the receivers)
+        if before.binding is not None and not _is_user(request, before.binding.user):
+            tasks.detach_visitor(before.visitor_id, before.binding.user)
+            session.forget_binding(store)  # once; a flushed session has nothing to forget
+            return
+        if before.binding is None and before.user_key is not None:
+            with _peek(store):
+                unbound = session.get_binding(store) is None  # the capture view may have bound
+            if unbound and _is_user(request, before.user_key):
+                tasks.attach_session(request.user, store)
+    _refresh_expiry(store, response)
+
+
+def _is_user(request: HttpRequest, user_key: str) -> bool:
+    """Whether the request is still that of the user ``user_key``. Evaluating ``request.user``
+    here is what notices a password change (Django flushes the session) or a deactivated user
+    (Django returns no user)."""
+    user = getattr(request, "user", None)
+    if user is None:
+        return True  # no AuthenticationMiddleware (a system check says so): nothing to compare
+    return bool(user.is_authenticated) and session.user_key(user) == user_key
+
+
+def _refresh_expiry(store: SessionBase, response: HttpResponseBase) -> None:
+    """When the session is about to be saved, its expiry may have moved: tell the link, at most
+    once per ``EXPIRY_REFRESH`` (see :func:`session.expiry_moved`)."""
+    saving = store.modified or django_settings.SESSION_SAVE_EVERY_REQUEST
+    if not saving or response.status_code >= 500:  # SessionMiddleware saves nothing on a 5xx
+        return
+    with _peek(store):
+        binding = session.get_binding(store)
+        visitor_id = session.get_visitor_id(store)
+    if binding is None or visitor_id is None:
+        return
+    expires_at = session.expiry_date(store)
+    if session.expiry_moved(binding, expires_at, get_settings().expiry_refresh):
+        tasks.note_session_expiry(visitor_id, binding.user, expires_at)
+        session.record_binding(store, binding.user, expires_at)
 
 
 def _cookie_rooms(request: HttpRequest) -> list[str] | None:
@@ -125,6 +216,10 @@ class GiosgMiddleware:
         _remember_visitor(request)
         with tasks.request_budget():
             response = self.get_response(request)
+            try:
+                _keep_binding(request, response)
+            except Exception:  # never break the site over giosg
+                logger.exception("django-giosg could not keep the session's binding in step")
         self._carry_logout(request, response)
         return response
 

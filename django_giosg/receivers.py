@@ -37,12 +37,7 @@ def on_user_logged_in(
             if visitor_id is None:
                 return  # not captured yet: the capture endpoint attaches when it arrives
             session.set_visitor_id(store, visitor_id, rooms)
-        tasks.attach_visitor(
-            user,
-            visitor_id,
-            browser_rooms=session.get_browser_rooms(store),
-            session_expires_at=store.get_expiry_date(),
-        )
+        tasks.attach_session(user, store)
     except Exception:
         logger.exception("django-giosg could not attach the visitor at login")
 

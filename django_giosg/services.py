@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -53,6 +53,7 @@ KEY_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 NOT_PENDING_ATTACH = "the link is not pending attach"
 DETACHED_ALREADY = "the link is detached already"
 NOT_DETACHED = [state for state in State.values if state != State.DETACHED]
+PENDING_STATES = (State.PENDING_ATTACH, State.PENDING_DETACH)
 MAX_BACKOFF = 6 * 3600.0  # seconds: the longest wait between two attempts of the sweep
 LEASE_POLL = 0.05  # seconds between two tries to take a visitor's lease
 
@@ -303,8 +304,14 @@ class Binding:
     detach: list[int] = field(default_factory=list)
 
 
+#: "Now" for the link's times (backoff, staleness, expiry, pruning, leases). Tests inject a fake.
+clock: Callable[[], datetime] = timezone.now
+#: The backoff's random factor in [0, 1): ``U[0.5, 1.5]`` is ``0.5 + jitter()``. Tests inject it.
+jitter: Callable[[], float] = random.random
+
+
 def _now() -> datetime:
-    return timezone.now()
+    return clock()
 
 
 def _stale_after(settings: GiosgSettings) -> datetime:
@@ -445,9 +452,18 @@ def reset_failed(ids: Iterable[int], settings: GiosgSettings) -> list[tuple[int,
     return reset
 
 
+def note_session_expiry(visitor_id: str, user_id: object, expires_at: datetime) -> int:
+    """The session's expiry moved (sliding expiry, ``set_expiry``): the visitor's live link of
+    ``user_id`` follows it, so that the sweep never takes a live session for an ended one."""
+    links: QuerySet[VisitorLink] = VisitorLink.objects.filter(
+        visitor_id=visitor_id, user_id=user_id, state__in=LIVE_STATES
+    )
+    return links.update(session_expires_at=expires_at, updated_at=_now())
+
+
 def _backoff(attempts: int, settings: GiosgSettings) -> float:
     """``SWEEP_BACKOFF × 2^(n−1) × U[0.5, 1.5]``, capped at 6 hours."""
-    delay = settings.sweep_backoff * 2.0 ** (attempts - 1) * (0.5 + random.random())
+    delay = settings.sweep_backoff * 2.0 ** (attempts - 1) * (0.5 + jitter())
     return min(delay, MAX_BACKOFF)
 
 
@@ -889,3 +905,171 @@ def _is_client_error(err: GiosgError) -> bool:
         and err.status is not None
         and 400 <= err.status < 500
     )
+
+
+# -- the sweep ------------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepReport:
+    """What one :func:`sweep` did, or in a dry run would do; :meth:`line` is its summary.
+
+    ``expired`` and ``due`` count the links taken; each of them ends ``done``, ``retrying``
+    (failed again, due after the backoff), ``failed`` (given up) or ``skipped`` (another worker
+    had done it meanwhile).
+    """
+
+    expired: int = 0
+    due: int = 0
+    done: int = 0
+    retrying: int = 0
+    failed: int = 0
+    skipped: int = 0
+    pruned: int = 0
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        if self.dry_run:
+            return (
+                f"giosg_sweep (dry run): would detach {self.expired} expired link(s), "
+                f"retry {self.due} due link(s) and prune {self.pruned} detached link(s)."
+            )
+        return (
+            f"giosg_sweep: {self.expired} expired and {self.due} due link(s): "
+            f"{self.done} done, {self.retrying} to retry, {self.failed} failed, "
+            f"{self.skipped} skipped; {self.pruned} detached link(s) pruned."
+        )
+
+
+def expired_links(settings: GiosgSettings, now: datetime) -> QuerySet[VisitorLink]:
+    """Live links whose session has ended: their recorded expiry + ``EXPIRY_GRACE`` has passed."""
+    ended = now - timedelta(seconds=settings.expiry_grace)
+    links: QuerySet[VisitorLink] = VisitorLink.objects.filter(
+        state__in=LIVE_STATES, session_expires_at__lte=ended
+    ).order_by("session_expires_at", "pk")
+    return links
+
+
+def due_links(now: datetime) -> QuerySet[VisitorLink]:
+    """Pending links whose time has come: a failed attempt's backoff is over, or the task that
+    was enqueued for them ``PENDING_STALE_AFTER`` ago has not done its work (it may be lost)."""
+    links: QuerySet[VisitorLink] = VisitorLink.objects.filter(
+        state__in=PENDING_STATES, next_attempt_at__lte=now
+    ).order_by("next_attempt_at", "pk")
+    return links
+
+
+def prunable_links(settings: GiosgSettings, now: datetime) -> QuerySet[VisitorLink]:
+    """``detached`` links last changed more than ``PRUNE_AFTER_DAYS`` ago."""
+    links: QuerySet[VisitorLink] = VisitorLink.objects.filter(
+        state=State.DETACHED, updated_at__lt=now - timedelta(days=settings.prune_after_days)
+    )
+    return links
+
+
+def _claim(links: QuerySet[VisitorLink], limit: int | None, **changes: Any) -> list[VisitorLink]:
+    """Take up to ``limit`` of ``links`` for this sweep. Each is taken with a conditional update
+    that moves it out of the selection, so two sweeps never take the same link; where the
+    database can, the candidates are also locked, and rows another sweep holds are skipped."""
+    claimed: list[VisitorLink] = []
+    with transaction.atomic():
+        if connection.features.has_select_for_update_skip_locked:
+            links = links.select_for_update(skip_locked=True)
+        for link in links[:limit] if limit is not None else links:
+            unchanged = VisitorLink.objects.filter(pk=link.pk, state=link.state)
+            if link.next_attempt_at is None:
+                unchanged = unchanged.filter(next_attempt_at__isnull=True)
+            else:
+                unchanged = unchanged.filter(next_attempt_at=link.next_attempt_at)
+            if unchanged.update(**changes):
+                claimed.append(link)
+    return claimed
+
+
+def sweep(
+    client: GiosgClient,
+    settings: GiosgSettings,
+    *,
+    limit: int | None = None,
+    dry_run: bool = False,
+    deadline: float | None = None,
+    max_retries: int | None = None,
+) -> SweepReport:
+    """Detach the links of expired sessions, retry due links, prune old ``detached`` links.
+
+    At most ``limit`` links are worked (expired ones first, then the longest due); the others
+    wait for the next sweep. A dry run counts them and changes nothing. Safe to run twice at
+    once: each link is taken by one sweep only (see :func:`_claim`).
+    """
+    now = _now()
+    report = SweepReport(dry_run=dry_run)
+    if dry_run:
+        report.expired = _count(expired_links(settings, now), limit)
+        report.due = _count(due_links(now), _left(limit, report.expired))
+        report.pruned = prunable_links(settings, now).count()
+        return report
+    stale = now + timedelta(seconds=settings.pending_stale_after)
+    expired = _claim(
+        expired_links(settings, now),
+        limit,
+        state=State.PENDING_DETACH,
+        attempts=0,
+        failed_action="",
+        next_attempt_at=stale,
+        updated_at=now,
+    )
+    left = _left(limit, len(expired))
+    due = _claim(due_links(now), left, next_attempt_at=stale, updated_at=now) if left != 0 else []
+    report.expired, report.due = len(expired), len(due)
+    for link in expired:
+        logger.info(
+            "django-giosg: the session of visitor %s ended at %s; detaching it",
+            link.visitor_id,
+            link.session_expires_at,
+        )
+    work = [(link, detach) for link in expired]
+    work += [(link, attach if link.state == State.PENDING_ATTACH else detach) for link in due]
+    for link, workflow in work:
+        _sweep_one(report, link, workflow, client, settings, deadline, max_retries)
+    report.pruned, _ = prunable_links(settings, now).delete()
+    VisitorLease.objects.filter(expires_at__lt=now).delete()  # left behind by dead workers
+    return report
+
+
+def _count(links: QuerySet[VisitorLink], limit: int | None) -> int:
+    count = links.count()
+    return count if limit is None else min(count, limit)
+
+
+def _left(limit: int | None, used: int) -> int | None:
+    return None if limit is None else max(limit - used, 0)
+
+
+def _sweep_one(
+    report: SweepReport,
+    link: VisitorLink,
+    workflow: Callable[..., Result],
+    client: GiosgClient,
+    settings: GiosgSettings,
+    deadline: float | None,
+    max_retries: int | None,
+) -> None:
+    try:
+        result = workflow(link.pk, client, settings, deadline=deadline, max_retries=max_retries)
+    except Exception:  # a bug or the database, not giosg: the next sweep takes the link again
+        logger.exception("django-giosg: the sweep could not work link %s", link.pk)
+        report.retrying += 1
+        return
+    if result.failed:
+        state = VisitorLink.objects.filter(pk=link.pk).values_list("state", flat=True).first()
+        if state == State.FAILED:
+            report.failed += 1
+        else:
+            report.retrying += 1
+    elif NOT_PENDING_ATTACH in result.skipped or DETACHED_ALREADY in result.skipped:
+        report.skipped += 1
+    else:
+        report.done += 1

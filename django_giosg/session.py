@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, TypeAlias
 
 from django.contrib.sessions.backends.base import SessionBase
@@ -18,6 +20,7 @@ from .conf import get_settings
 SESSION_KEY = "django_giosg.visitor_id"
 ROOMS_SESSION_KEY = "django_giosg.rooms"
 CAPTURES_SESSION_KEY = "django_giosg.captures"
+BINDING_SESSION_KEY = "django_giosg.binding"
 
 CAPTURE_WINDOW = 3600.0  # seconds: CAPTURE_RATE counts distinct ids in a sliding hour
 
@@ -111,3 +114,67 @@ def record_capture(session: Session, visitor_id: str, now: float) -> None:
         return  # counted already; the window starts at the id's first capture
     recent[visitor_id] = now
     session[CAPTURES_SESSION_KEY] = recent
+
+
+# -- the session's binding ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionBinding:
+    """What the session knows of its visitor's binding: the user it was made for (as Django's
+    session stores a user id) and the session expiry last recorded on the link (epoch seconds).
+
+    With it the middleware notices a session that lost its user, and refreshes the link's expiry
+    only when it moved, without a database query on every request.
+    """
+
+    user: str
+    expires: int
+
+
+def user_key(user: Any) -> str:
+    """``user``'s id as ``django.contrib.auth`` keeps it in the session."""
+    return str(user._meta.pk.value_to_string(user))
+
+
+def get_binding(session: Session) -> SessionBinding | None:
+    value = session.get(BINDING_SESSION_KEY)
+    if not isinstance(value, Mapping):
+        return None
+    user, expires = value.get("user"), value.get("expires")
+    if not isinstance(user, str) or not isinstance(expires, int) or isinstance(expires, bool):
+        return None
+    return SessionBinding(user, expires)
+
+
+def record_binding(
+    session: SessionBase, user: str, expires_at: datetime | None = None
+) -> datetime:
+    """Note in ``session`` that its visitor is bound to ``user`` (a :func:`user_key`) with the
+    session's expiry as it is now (or ``expires_at``); returns it, to record on the link."""
+    expiry = expires_at if expires_at is not None else expiry_date(session)
+    session[BINDING_SESSION_KEY] = {"user": user, "expires": int(expiry.timestamp())}
+    return expiry
+
+
+def forget_binding(session: Session) -> None:
+    session.pop(BINDING_SESSION_KEY, None)
+
+
+def expiry_date(session: SessionBase) -> datetime:
+    """When the session ends on the server if it is saved now: what Django's backends (db,
+    cached_db, cache, file, signed_cookies) all derive from ``get_expiry_date()``. A session that
+    ends when the browser closes still lasts ``SESSION_COOKIE_AGE`` on the server."""
+    return session.get_expiry_date()
+
+
+def expiry_moved(binding: SessionBinding, expires_at: datetime, refresh: int) -> bool:
+    """Whether the session's expiry moved by ``EXPIRY_REFRESH`` or more since it was recorded:
+    with sliding expiry that is at most once per ``EXPIRY_REFRESH``. A smaller move is within
+    ``EXPIRY_GRACE`` (which is at least ``EXPIRY_REFRESH``), so the sweep never takes it for an
+    ended session."""
+    return abs(int(expires_at.timestamp()) - binding.expires) >= refresh
+
+
+def epoch(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)

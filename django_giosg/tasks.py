@@ -28,9 +28,10 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from django.contrib.sessions.backends.base import SessionBase
 from django.db import transaction
 
-from . import services
+from . import services, session
 from ._compat import task
 from .client import GiosgClient, get_client
 from .conf import GiosgSettings, get_settings
@@ -108,6 +109,38 @@ def detach_task(link_id: int) -> dict[str, Any]:
     return _run(services.detach, link_id)
 
 
+def sweep(*, limit: int | None = None, dry_run: bool = False) -> services.SweepReport | None:
+    """Run the sweep here and now (``giosg_sweep`` and :func:`sweep_task`); ``None`` while GIOSG
+    is disabled. Raises :class:`~django_giosg.errors.GiosgConfigurationError`; giosg's own
+    errors are recorded on the links, never raised."""
+    settings = get_settings()
+    if not settings.enabled:
+        return None
+    client = get_client()
+    deadline, max_retries = call_limits(client, settings)
+    return services.sweep(
+        client,
+        settings,
+        limit=limit,
+        dry_run=dry_run,
+        deadline=deadline,
+        max_retries=max_retries,
+    )
+
+
+@task()
+def sweep_task(limit: int | None = None) -> dict[str, Any]:
+    """The sweep as a task, for a scheduler that enqueues it periodically (see :func:`sweep`)."""
+    try:
+        report = sweep(limit=limit)
+    except Exception as err:
+        logger.exception("django-giosg: the sweep failed")
+        return {"failed": [type(err).__name__]}
+    if report is None:
+        return {"skipped": ["GIOSG is disabled"]}
+    return report.as_dict()
+
+
 def _enqueue(task_to_run: Any, link_id: int) -> None:
     try:
         task_to_run.enqueue(link_id)
@@ -148,6 +181,27 @@ def attach_visitor(
     )
     _enqueue_on_commit(detach_task, binding.detach)
     _enqueue_on_commit(attach_task, [binding.attach] if binding.attach is not None else [])
+
+
+def attach_session(user: Any, store: SessionBase) -> None:
+    """Bind the visitor of ``store`` (a session holding one) to ``user``, noting the binding and
+    the session's expiry in the session (see :class:`~django_giosg.session.SessionBinding`)."""
+    visitor_id = session.get_visitor_id(store)
+    if visitor_id is None or not get_settings().enabled:
+        return
+    expires_at = session.record_binding(store, session.user_key(user))
+    attach_visitor(
+        user,
+        visitor_id,
+        browser_rooms=session.get_browser_rooms(store),
+        session_expires_at=expires_at,
+    )
+
+
+def note_session_expiry(visitor_id: str, user_key: str, expires_at: datetime) -> None:
+    """The session's expiry moved: so does its link's (:func:`services.note_session_expiry`)."""
+    if get_settings().enabled:
+        services.note_session_expiry(visitor_id, user_key, expires_at)
 
 
 def detach_visitor(visitor_id: str, user_id: object = None) -> None:

@@ -91,12 +91,7 @@ def _bind(request: HttpRequest, previous: str | None, visitor_id: str) -> None:
     try:
         if previous is not None and previous != visitor_id:
             tasks.detach_visitor(previous, request.user.pk)
-        tasks.attach_visitor(
-            request.user,
-            visitor_id,
-            browser_rooms=session.get_browser_rooms(request.session),
-            session_expires_at=request.session.get_expiry_date(),
-        )
+        tasks.attach_session(request.user, request.session)
     except Exception:
         logger.exception("django-giosg could not attach the captured visitor")
 

@@ -4,7 +4,6 @@ give, the records on the link, the backoff and the signals."""
 from __future__ import annotations
 
 import logging
-import random
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -251,7 +250,7 @@ def test_failures_back_off_and_end_failed_with_one_signal(
 
 
 def test_the_backoff_is_capped_at_six_hours(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(random, "random", lambda: 1.0)
+    monkeypatch.setattr(services, "jitter", lambda: 1.0)
     assert services._backoff(1, giosg(SWEEP_BACKOFF=60.0)) == 90.0
     assert services._backoff(30, giosg(SWEEP_BACKOFF=60.0)) == 6 * 3600
 
