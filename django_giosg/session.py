@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, TypeAlias
 
 from django.contrib.sessions.backends.base import SessionBase
@@ -122,14 +122,14 @@ def record_capture(session: Session, visitor_id: str, now: float) -> None:
 @dataclass(frozen=True)
 class SessionBinding:
     """What the session knows of its visitor's binding: the user it was made for (as Django's
-    session stores a user id) and the session expiry last recorded on the link (epoch seconds).
+    session stores a user id) and the session expiry last recorded on the link (a POSIX timestamp).
 
     With it the middleware notices a session that lost its user, and refreshes the link's expiry
     only when it moved, without a database query on every request.
     """
 
     user: str
-    expires: int
+    expires: float
 
 
 def user_key(user: Any) -> str:
@@ -142,9 +142,9 @@ def get_binding(session: Session) -> SessionBinding | None:
     if not isinstance(value, Mapping):
         return None
     user, expires = value.get("user"), value.get("expires")
-    if not isinstance(user, str) or not isinstance(expires, int) or isinstance(expires, bool):
+    if not isinstance(user, str) or not isinstance(expires, (int, float)):
         return None
-    return SessionBinding(user, expires)
+    return SessionBinding(user, float(expires))
 
 
 def record_binding(
@@ -153,7 +153,7 @@ def record_binding(
     """Note in ``session`` that its visitor is bound to ``user`` (a :func:`user_key`) with the
     session's expiry as it is now (or ``expires_at``); returns it, to record on the link."""
     expiry = expires_at if expires_at is not None else expiry_date(session)
-    session[BINDING_SESSION_KEY] = {"user": user, "expires": int(expiry.timestamp())}
+    session[BINDING_SESSION_KEY] = {"user": user, "expires": expiry.timestamp()}
     return expiry
 
 
@@ -173,8 +173,4 @@ def expiry_moved(binding: SessionBinding, expires_at: datetime, refresh: int) ->
     with sliding expiry that is at most once per ``EXPIRY_REFRESH``. A smaller move is within
     ``EXPIRY_GRACE`` (which is at least ``EXPIRY_REFRESH``), so the sweep never takes it for an
     ended session."""
-    return abs(int(expires_at.timestamp()) - binding.expires) >= refresh
-
-
-def epoch(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return abs(expires_at.timestamp() - binding.expires) >= refresh

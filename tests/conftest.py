@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 import pytest
 import responses as responses_module
 from django.conf import settings
 from django.core.cache import cache
 from django.test import override_settings
+from django.utils import timezone
 
-from django_giosg import conf
+from django_giosg import conf, services
 from django_giosg.client import GiosgClient
 
 TOKEN = "tok-3f1c-SECRET-do-not-log"
@@ -43,6 +45,31 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+
+
+class LinkClock:
+    """The links' "now" (``services.clock``): real time until the test sets it."""
+
+    def __init__(self) -> None:
+        self.now: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.now if self.now is not None else timezone.now()
+
+    def set(self, when: datetime) -> datetime:
+        self.now = when
+        return when
+
+    def advance(self, seconds: float) -> datetime:
+        return self.set(self() + timedelta(seconds=seconds))
+
+
+@pytest.fixture
+def link_clock(monkeypatch: pytest.MonkeyPatch) -> LinkClock:
+    """Inject a :class:`LinkClock` into the services: backoff, staleness, expiry, pruning."""
+    fake = LinkClock()
+    monkeypatch.setattr(services, "clock", fake)
+    return fake
 
 
 @pytest.fixture

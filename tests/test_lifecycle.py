@@ -12,23 +12,18 @@ import time
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from django.db import connection
-from django.http import HttpResponse
-from django.test import Client, override_settings
+from django.test import override_settings
 
 from django_giosg import signals
 from django_giosg.middleware import LOGOUT_COOKIE
 from django_giosg.models import State, VisitorLink
-from django_giosg.session import SESSION_KEY
 from django_giosg.testing import GiosgSimulator
 
-pytestmark = pytest.mark.django_db(transaction=True)
+from .browsing import OTHER_VISITOR, PASSWORD, VISITOR, Browser, expected, make_user, only_link
 
-VISITOR = "08119566026a4e1194a7a3244c90f925"
-OTHER_VISITOR = "8a60b202474547dbb8ce19737e4c166f"
-PASSWORD = "pw-not-in-logs-1815"
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
@@ -41,52 +36,6 @@ def giosg(giosg_simulator: GiosgSimulator, settings: Any, empty_cache: None) -> 
     sim.page_size = 2
     settings.GIOSG = {**settings.GIOSG, "ROOM_IDS": sim.room_ids[:2], "INLINE_BUDGET": 2.0}
     return sim
-
-
-def make_user(username: str, first: str = "", last: str = "") -> AbstractUser:
-    user: AbstractUser = get_user_model().objects.create_user(
-        username, password=PASSWORD, first_name=first, last_name=last
-    )
-    return user
-
-
-class Browser:
-    """One browser: Django's test client, with the steps capture.js and a person take."""
-
-    def __init__(self) -> None:
-        self.http = Client()
-
-    def capture(self, visitor_id: str = VISITOR, rooms: list[str] | None = None) -> None:
-        body: dict[str, Any] = {"visitor_id": visitor_id}
-        if rooms is not None:
-            body["rooms"] = rooms
-        response = self.http.post("/giosg/visitor/", body, content_type="application/json")
-        assert response.status_code == 204, response.content
-
-    def login(self, user: AbstractUser) -> HttpResponse:
-        response = self.http.post(
-            "/accounts/login/", {"username": user.get_username(), "password": PASSWORD}
-        )
-        assert response.status_code == 302, "the login failed"
-        return response  # type: ignore[return-value]
-
-    def logout(self) -> HttpResponse:
-        response = self.http.post("/accounts/logout/")
-        assert response.status_code == 302
-        return response  # type: ignore[return-value]
-
-    def visitor_id(self) -> object:
-        return self.http.session.get(SESSION_KEY)
-
-
-def expected(sim: GiosgSimulator, user: AbstractUser, name: str) -> dict[str, dict[str, str]]:
-    return {room: {"username": name, "user_id": str(user.pk)} for room in sim.room_ids[:2]}
-
-
-def only_link() -> VisitorLink:
-    links: list[VisitorLink] = list(VisitorLink.objects.all())
-    assert len(links) == 1, links
-    return links[0]
 
 
 # -- login ---------------------------------------------------------------------------------------

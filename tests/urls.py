@@ -27,6 +27,21 @@ def data(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"ok": True})
 
 
+def whoami(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    return JsonResponse({"user": user.get_username() if user.is_authenticated else None})
+
+
+def set_expiry(request: HttpRequest, seconds: int) -> HttpResponse:
+    request.session.set_expiry(seconds)
+    return JsonResponse({"expiry": seconds})
+
+
+def cycle_key(request: HttpRequest) -> HttpResponse:
+    request.session.cycle_key()
+    return JsonResponse({"cycled": True})
+
+
 def go(request: HttpRequest) -> HttpResponse:
     """Renders the page (the logout tag included) but sends a redirect."""
     render(request, "page.html")
@@ -42,5 +57,8 @@ urlpatterns = [
     path("csp/", strict_csp_page),
     path("data/", data),
     path("go/", go),
+    path("whoami/", whoami),
+    path("set-expiry/<int:seconds>/", set_expiry),
+    path("cycle-key/", cycle_key),
     path("", page, name="page"),
 ]
