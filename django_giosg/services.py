@@ -970,23 +970,42 @@ def prunable_links(settings: GiosgSettings, now: datetime) -> QuerySet[VisitorLi
     return links
 
 
-def _claim(links: QuerySet[VisitorLink], limit: int | None, **changes: Any) -> list[VisitorLink]:
-    """Take up to ``limit`` of ``links`` for this sweep. Each is taken with a conditional update
-    that moves it out of the selection, so two sweeps never take the same link; where the
-    database can, the candidates are also locked, and rows another sweep holds are skipped."""
-    claimed: list[VisitorLink] = []
+CLAIM_CANDIDATES = 10  # links read at a time when taking the next one; others may be faster
+
+
+def _claim_next(
+    links: QuerySet[VisitorLink], seen: set[int], **changes: Any
+) -> VisitorLink | None:
+    """Take the next of ``links`` for this sweep, right before working it, so that two sweeps
+    share the work. It is taken with a conditional update that moves it out of the selection:
+    no two sweeps take the same link. Where the database can, the candidates are also locked
+    and rows another sweep holds are skipped (``SELECT … FOR UPDATE SKIP LOCKED``)."""
+    links = links.exclude(pk__in=seen)
+    if not connection.features.has_select_for_update_skip_locked:
+        # SQLite: no row locks, and a transaction that reads then writes can fail at once with
+        # "database is locked" when another one writes; each update commits on its own instead.
+        return _take_unchanged(links, seen, changes)
     with transaction.atomic():
-        if connection.features.has_select_for_update_skip_locked:
-            links = links.select_for_update(skip_locked=True)
-        for link in links[:limit] if limit is not None else links:
-            unchanged = VisitorLink.objects.filter(pk=link.pk, state=link.state)
-            if link.next_attempt_at is None:
-                unchanged = unchanged.filter(next_attempt_at__isnull=True)
-            else:
-                unchanged = unchanged.filter(next_attempt_at=link.next_attempt_at)
-            if unchanged.update(**changes):
-                claimed.append(link)
-    return claimed
+        taken: VisitorLink | None = _take_unchanged(
+            links.select_for_update(skip_locked=True), seen, changes
+        )
+    return taken
+
+
+def _take_unchanged(
+    links: QuerySet[VisitorLink], seen: set[int], changes: dict[str, Any]
+) -> VisitorLink | None:
+    candidates: list[VisitorLink] = list(links[:CLAIM_CANDIDATES])
+    for link in candidates:
+        seen.add(link.pk)
+        unchanged = VisitorLink.objects.filter(pk=link.pk, state=link.state)
+        if link.next_attempt_at is None:
+            unchanged = unchanged.filter(next_attempt_at__isnull=True)
+        else:
+            unchanged = unchanged.filter(next_attempt_at=link.next_attempt_at)
+        if unchanged.update(**changes):
+            return link
+    return None
 
 
 def sweep(
@@ -1002,7 +1021,7 @@ def sweep(
 
     At most ``limit`` links are worked (expired ones first, then the longest due); the others
     wait for the next sweep. A dry run counts them and changes nothing. Safe to run twice at
-    once: each link is taken by one sweep only (see :func:`_claim`).
+    once: each link is taken by one sweep only (see :func:`_claim_next`).
     """
     now = _now()
     report = SweepReport(dry_run=dry_run)
@@ -1012,27 +1031,32 @@ def sweep(
         report.pruned = prunable_links(settings, now).count()
         return report
     stale = now + timedelta(seconds=settings.pending_stale_after)
-    expired = _claim(
-        expired_links(settings, now),
-        limit,
-        state=State.PENDING_DETACH,
-        attempts=0,
-        failed_action="",
-        next_attempt_at=stale,
-        updated_at=now,
-    )
-    left = _left(limit, len(expired))
-    due = _claim(due_links(now), left, next_attempt_at=stale, updated_at=now) if left != 0 else []
-    report.expired, report.due = len(expired), len(due)
-    for link in expired:
+    seen: set[int] = set()
+    while _left(limit, report.expired) != 0:
+        link = _claim_next(
+            expired_links(settings, now),
+            seen,
+            state=State.PENDING_DETACH,
+            attempts=0,
+            failed_action="",
+            next_attempt_at=stale,
+            updated_at=now,
+        )
+        if link is None:
+            break
+        report.expired += 1
         logger.info(
             "django-giosg: the session of visitor %s ended at %s; detaching it",
             link.visitor_id,
             link.session_expires_at,
         )
-    work = [(link, detach) for link in expired]
-    work += [(link, attach if link.state == State.PENDING_ATTACH else detach) for link in due]
-    for link, workflow in work:
+        _sweep_one(report, link, detach, client, settings, deadline, max_retries)
+    while _left(limit, report.expired + report.due) != 0:
+        link = _claim_next(due_links(now), seen, next_attempt_at=stale, updated_at=now)
+        if link is None:
+            break
+        report.due += 1
+        workflow = attach if link.state == State.PENDING_ATTACH else detach
         _sweep_one(report, link, workflow, client, settings, deadline, max_retries)
     report.pruned, _ = prunable_links(settings, now).delete()
     VisitorLease.objects.filter(expires_at__lt=now).delete()  # left behind by dead workers
