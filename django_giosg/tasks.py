@@ -188,7 +188,7 @@ def attach_session(user: Any, store: SessionBase) -> None:
     the session's expiry in the session (see :class:`~django_giosg.session.SessionBinding`)."""
     visitor_id = session.get_visitor_id(store)
     if visitor_id is None or not get_settings().enabled:
-        return
+        return  # nothing to bind, or nothing to tell giosg
     expires_at = session.record_binding(store, session.user_key(user))
     attach_visitor(
         user,

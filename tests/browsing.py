@@ -1,15 +1,21 @@
-"""A browser's steps through the test site (Django's test client), for the integration tests."""
+"""Steps shared by the integration tests: a browser on the test site (Django's test client),
+links in a given state, and a run of ``giosg_sweep``."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from io import StringIO
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
+from django.core.management import call_command
 from django.http import HttpResponse
 from django.test import Client
 
-from django_giosg.models import VisitorLink
+from django_giosg import services, tasks
+from django_giosg.conf import get_settings
+from django_giosg.models import State, VisitorLink
 from django_giosg.session import SESSION_KEY
 from django_giosg.testing import GiosgSimulator
 
@@ -62,3 +68,34 @@ def only_link() -> VisitorLink:
     links: list[VisitorLink] = list(VisitorLink.objects.all())
     assert len(links) == 1, links
     return links[0]
+
+
+def attached(
+    sim: GiosgSimulator, visitor_id: str, user: AbstractUser, expires_at: datetime | None = None
+) -> VisitorLink:
+    """A visitor with an open chat, bound to ``user`` and attached (its task ran at commit)."""
+    sim.seed_visitor(visitor_id, rooms=sim.room_ids[:1], open_chats=1)
+    tasks.attach_visitor(user, visitor_id, session_expires_at=expires_at)
+    link: VisitorLink = VisitorLink.objects.get(visitor_id=visitor_id, user=user)
+    assert link.state == State.ATTACHED
+    return link
+
+
+def lost_detach(link: VisitorLink) -> None:
+    """The link is released but its detach task never runs (a worker lost it)."""
+    services.release_links([link.pk], get_settings())
+    link.refresh_from_db()
+    assert link.state == State.PENDING_DETACH
+
+
+def sweep(*args: str) -> str:
+    out = StringIO()
+    call_command("giosg_sweep", *args, stdout=out)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1, lines  # one summary line
+    return lines[0]
+
+
+def reloaded(link: VisitorLink) -> VisitorLink:
+    link.refresh_from_db()
+    return link

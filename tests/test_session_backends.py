@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -24,7 +22,7 @@ from django_giosg.models import State, VisitorLink
 from django_giosg.session import BINDING_SESSION_KEY
 from django_giosg.testing import GiosgSimulator
 
-from .browsing import VISITOR, Browser, make_user, only_link
+from .browsing import VISITOR, Browser, make_user, only_link, sweep
 from .conftest import LinkClock
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -68,12 +66,6 @@ def bound_browser(username: str = "ann") -> Browser:
 def whoami(browser: Browser) -> str | None:
     user: str | None = browser.http.get("/whoami/").json()["user"]
     return user
-
-
-def sweep() -> str:
-    out = StringIO()
-    call_command("giosg_sweep", stdout=out)
-    return out.getvalue()
 
 
 def assert_cleaned(giosg: GiosgSimulator) -> None:

@@ -11,12 +11,10 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta
-from io import StringIO
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import AbstractUser
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
@@ -28,7 +26,7 @@ from django_giosg.conf import get_settings
 from django_giosg.models import State, VisitorLease, VisitorLink
 from django_giosg.testing import GiosgSimulator
 
-from .browsing import make_user
+from .browsing import attached, lost_detach, make_user, reloaded, sweep
 from .conftest import LinkClock
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,37 +46,6 @@ def giosg(giosg_simulator: GiosgSimulator, settings: Any, empty_cache: None) -> 
         "SWEEP_MAX_ATTEMPTS": 3,
     }
     return sim
-
-
-def attached(
-    sim: GiosgSimulator, visitor_id: str, user: AbstractUser, expires_at: datetime | None = None
-) -> VisitorLink:
-    """A visitor with an open chat, bound to ``user`` and attached (its task ran at commit)."""
-    sim.seed_visitor(visitor_id, rooms=sim.room_ids[:1], open_chats=1)
-    tasks.attach_visitor(user, visitor_id, session_expires_at=expires_at)
-    link: VisitorLink = VisitorLink.objects.get(visitor_id=visitor_id, user=user)
-    assert link.state == State.ATTACHED
-    return link
-
-
-def lost_detach(link: VisitorLink) -> None:
-    """The link is released but its detach task never runs (a worker lost it)."""
-    services.release_links([link.pk], get_settings())
-    link.refresh_from_db()
-    assert link.state == State.PENDING_DETACH
-
-
-def sweep(*args: str) -> str:
-    out = StringIO()
-    call_command("giosg_sweep", *args, stdout=out)
-    lines = out.getvalue().splitlines()
-    assert len(lines) == 1, lines  # one summary line
-    return lines[0]
-
-
-def reloaded(link: VisitorLink) -> VisitorLink:
-    link.refresh_from_db()
-    return link
 
 
 # -- expired and due links ----------------------------------------------------------------------
