@@ -167,9 +167,9 @@ def _refresh_expiry(store: SessionBase, response: HttpResponseBase) -> None:
     with _peek(store):
         binding = session.get_binding(store)
         visitor_id = session.get_visitor_id(store)
+        expires_at = session.expiry_date(store)
     if binding is None or visitor_id is None:
         return
-    expires_at = session.expiry_date(store)
     if session.expiry_moved(binding, expires_at, get_settings().expiry_refresh):
         tasks.note_session_expiry(visitor_id, binding.user, expires_at)
         session.record_binding(store, binding.user, expires_at)

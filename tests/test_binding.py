@@ -185,3 +185,25 @@ def test_where_the_database_skips_locked_rows_the_sweep_locks_its_candidates(
     monkeypatch.setattr(services, "_take_unchanged", take)
     assert "0 expired and 1 due link(s): 1 done" in sweep()
     assert locked == [True, True, True]  # expired: none; due: the link, then none left
+
+
+@pytest.mark.django_db
+def test_a_link_changed_since_it_was_read_is_not_taken() -> None:
+    now = timezone.now()
+    first, second = (
+        VisitorLink.objects.create(
+            visitor_id=visitor * 32, state=State.PENDING_DETACH, next_attempt_at=now
+        )
+        for visitor in "ab"
+    )
+    read_before = VisitorLink.objects.get(pk=first.pk)
+    VisitorLink.objects.filter(pk=first.pk).update(next_attempt_at=now + timedelta(hours=1))
+    seen: set[int] = set()
+    later = now + timedelta(minutes=10)
+    candidates: Any = [read_before, second]  # as the sweep read them, one of them since taken
+    taken = services._take_unchanged(candidates, seen, {"next_attempt_at": later})
+    assert taken is not None
+    assert taken.pk == second.pk
+    assert seen == {first.pk, second.pk}
+    first.refresh_from_db()
+    assert first.next_attempt_at == now + timedelta(hours=1)  # left to whoever took it
