@@ -24,7 +24,7 @@ INSTALLED_APPS = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": ":memory:",
+        "NAME": os.environ.get("DJANGO_GIOSG_TEST_DB", ":memory:"),  # subprocess tests set it
         # A file, so that threads (concurrent logins) and processes share the test database,
         # one per process so that parallel runs never meet.
         "TEST": {

@@ -7,11 +7,15 @@ backoff, the staleness of lost tasks, expiry and pruning are tested without wait
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -371,3 +375,47 @@ def test_two_concurrent_sweeps_end_each_chat_and_delete_each_key_once(
 
     assert total(r"(\d+) expired") + total(r"(\d+) due") == 8, outputs  # each taken once
     assert total(r"(\d+) done") == 8, outputs
+
+
+# -- as cron runs it ----------------------------------------------------------------------------
+
+
+def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - the arguments are the test's own
+        [sys.executable, "-m", "django", *args, "--settings", "tests.settings"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_from_the_command_line_exit_0_while_giosg_is_down_and_1_when_misconfigured(
+    tmp_path: Path,
+) -> None:
+    env = {
+        **os.environ,
+        "DJANGO_GIOSG_TEST_DB": str(tmp_path / "site.sqlite3"),
+        "DJANGO_GIOSG_TEST_API_BASE_URL": "http://127.0.0.1:9",  # a closed port
+    }
+    seeded = manage(  # a site with one link due, as cron finds it
+        "shell",
+        "-c",
+        "from django.core.management import call_command; call_command('migrate', verbosity=0); "
+        "from django.utils import timezone; from django_giosg.models import VisitorLink; "
+        f"VisitorLink.objects.create(visitor_id='{VISITORS[0]}', state='pending_detach', "
+        "next_attempt_at=timezone.now())",
+        env=env,
+    )
+    assert seeded.returncode == 0, seeded.stderr
+    down = manage("giosg_sweep", env=env)
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.splitlines() == [
+        "giosg_sweep: 0 expired and 1 due link(s): 0 done, 1 to retry, 0 failed, 0 skipped; "
+        "0 detached link(s) pruned."
+    ]
+    assert "Traceback" not in down.stderr
+    misconfigured = manage("giosg_sweep", env={**env, "DJANGO_GIOSG_TEST_API_BASE_URL": "ftp://x"})
+    assert misconfigured.returncode == 1
+    assert 'GIOSG["API_BASE_URL"]' in misconfigured.stderr
