@@ -978,9 +978,10 @@ def _claim_next(
 ) -> VisitorLink | None:
     """Take the next of ``links`` for this sweep, right before working it, so that two sweeps
     share the work. It is taken with a conditional update that moves it out of the selection:
-    no two sweeps take the same link. Where the database can, the candidates are also locked
-    and rows another sweep holds are skipped (``SELECT … FOR UPDATE SKIP LOCKED``)."""
-    links = links.exclude(pk__in=seen)
+    no two sweeps take the same link, and no sweep takes one twice (``seen``, kept in Python so
+    that a long run sends no ever longer ``NOT IN`` list). Where the database can, the
+    candidates are also locked, and rows another sweep holds are skipped
+    (``SELECT … FOR UPDATE SKIP LOCKED``)."""
     if not connection.features.has_select_for_update_skip_locked:
         # SQLite: no row locks, and a transaction that reads then writes can fail at once with
         # "database is locked" when another one writes; each update commits on its own instead.
@@ -997,6 +998,10 @@ def _take_unchanged(
 ) -> VisitorLink | None:
     candidates: list[VisitorLink] = list(links[:CLAIM_CANDIDATES])
     for link in candidates:
+        if link.pk in seen:
+            # Taken (or lost to another sweep) once in this run already; a taken link leaves
+            # the selection, so this only stops a run that would otherwise go round in circles.
+            continue
         seen.add(link.pk)
         unchanged = VisitorLink.objects.filter(pk=link.pk, state=link.state)
         if link.next_attempt_at is None:

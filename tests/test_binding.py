@@ -207,3 +207,7 @@ def test_a_link_changed_since_it_was_read_is_not_taken() -> None:
     assert seen == {first.pk, second.pk}
     first.refresh_from_db()
     assert first.next_attempt_at == now + timedelta(hours=1)  # left to whoever took it
+    # back in the selection within the same run (it should never be): not taken twice
+    VisitorLink.objects.filter(pk=second.pk).update(next_attempt_at=now)
+    assert services._take_unchanged(candidates, seen, {"next_attempt_at": later}) is None
+    assert VisitorLink.objects.get(pk=second.pk).next_attempt_at == now
