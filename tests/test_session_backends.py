@@ -22,7 +22,7 @@ from django_giosg.models import State, VisitorLink
 from django_giosg.session import BINDING_SESSION_KEY
 from django_giosg.testing import GiosgSimulator
 
-from .browsing import VISITOR, Browser, make_user, only_link, sweep
+from .browsing import PASSWORD, VISITOR, Browser, make_user, only_link, sweep
 from .conftest import LinkClock
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -172,6 +172,20 @@ def test_a_password_change_elsewhere_is_noticed_on_the_next_request(
     assert browser.http.get("/data/").status_code == 200  # a page that never looks at the user
     assert_cleaned(giosg)
     assert whoami(browser) is None
+
+
+def test_a_password_change_on_this_device_keeps_the_binding(giosg: GiosgSimulator) -> None:
+    browser = bound_browser()
+    requests = giosg.requests()
+    new = "a-new-password-7731"
+    response = browser.http.post(
+        "/accounts/password-change/",
+        {"old_password": PASSWORD, "new_password1": new, "new_password2": new},
+    )
+    assert response.status_code == 302  # Django's view calls update_session_auth_hash()
+    assert whoami(browser) == "ann"
+    assert giosg.requests() == requests
+    assert_untouched(giosg)
 
 
 def test_a_deactivated_user_is_noticed_and_bound_again_when_active(

@@ -53,6 +53,10 @@ urlpatterns = [
     path("giosg/", include("django_giosg.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="/"), name="logout"),
+    path(
+        "accounts/password-change/",
+        auth_views.PasswordChangeView.as_view(success_url="/whoami/"),
+    ),
     path("accounts/logged-out/", auth_views.LogoutView.as_view(template_name="page.html")),
     path("csp/", strict_csp_page),
     path("data/", data),
