@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 import responses as responses_module
@@ -20,6 +21,14 @@ VISITOR = "08119566026a4e1194a7a3244c90f925"
 CHAT = "58f5055c-56e0-11e5-9354-6c4008c08dfe"
 BASE = "https://giosg.test"
 ORG_URL = f"{BASE}/api/v5/orgs/{ORG}"
+EXAMPLE_TESTS = Path(__file__).parent / "example"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """tests/example needs the example project's settings: ``tox -e example`` runs it."""
+    if collection_path == EXAMPLE_TESTS:
+        return settings.SETTINGS_MODULE != "example_project.settings"
+    return None
 
 
 def load_settings(**changes: object) -> conf.GiosgSettings:

@@ -18,7 +18,9 @@ listens on localhost only), is not counted in the request statistics and never f
     PATCH  /_simulator/switches         change some: {"end_ended_chat": "locked", …}
     POST   /_simulator/down             refuse connections for {"seconds": n}
     POST   /_simulator/shutdown         end ``manage.py giosg_simulator``
-    POST   /_simulator/browser/{visit,close,remove}   the loader stand-in's calls (CORS open)
+    POST   /_simulator/browser/{visit,chat,close,remove}   the loader stand-in's calls (CORS
+                                        open): {"visitor_id"}, with "text" for chat and
+                                        "rooms" for remove
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from .faults import Fault
 
 if TYPE_CHECKING:
     from .server import GiosgSimulator
+    from .world import Chat
 
 PREFIX = "/_simulator/"
+MAX_LINE = 500  # characters of one chat-box line
 _VISITOR_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CORS = {"Access-Control-Allow-Origin": "*"}
 
@@ -128,7 +132,15 @@ class ControlAPI:
         if (request.method, action) == ("POST", "visit"):
             rooms = world.owned_room_ids + world.shared_room_ids
             world.enter(visitor_id, rooms)
-            return json_response(200, {"visitor_id": visitor_id, "rooms": rooms}, dict(_CORS))
+            chat = world.open_chat(visitor_id)
+            answer = {"visitor_id": visitor_id, "rooms": rooms, "chat": _chat(chat)}
+            return json_response(200, answer, dict(_CORS))
+        if (request.method, action) == ("POST", "chat"):
+            text = data.get("text")
+            if not isinstance(text, str) or not text.strip() or len(text) > MAX_LINE:
+                raise ControlError(f'"text" must be a line of 1-{MAX_LINE} characters')
+            said = world.visitor_says(visitor_id, text.strip())
+            return json_response(200, {"chat": _chat(said)}, dict(_CORS))
         if (request.method, action) == ("POST", "close"):
             return json_response(200, {"closed": world.close_chats(visitor_id)}, dict(_CORS))
         if (request.method, action) == ("POST", "remove"):
@@ -142,6 +154,12 @@ class ControlAPI:
         return json_response(
             404, {"error": f"no browser action {request.method} {action}"}, dict(_CORS)
         )
+
+
+def _chat(chat: Chat | None) -> dict[str, Any] | None:
+    if chat is None:
+        return None
+    return {"id": chat.id, "room_id": chat.room_id, "messages": list(chat.messages)}
 
 
 _SEED_OPTIONS = {

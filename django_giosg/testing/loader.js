@@ -8,6 +8,10 @@
  *   _giosg("chat", "close", {all: true})      ends the visitor's open chats
  *   _giosg("visitor", "removeAll", rooms)     removes the visitor's variables in rooms
  *
+ * On a real page it also draws a small chat box, as giosg's widget would: the visitor opens it
+ * and sends a line, which starts a real open chat in the simulator (`giosgSimulator.say(text)`
+ * does the same from code); `chat close` visibly ends it.
+ *
  * Commands queued in `_giosg._e` by giosg's embed snippet before this script loaded run first.
  * Query parameters of the script's URL shape a test: `visitor_id` (a fixed id instead of one per
  * browser), `delay_ms` (time until ready), `never_ready=1` (giosg blocked, never ready). Every
@@ -97,7 +101,11 @@
     var command = Array.prototype.slice.call(args);
     simulator.calls.push(command);
     if (command[0] === "chat" && command[1] === "close") {
-      return post("close", {});
+      var options = command[2] || {};
+      return post("close", {}).then(function (data) {
+        chatBox.closed(options.hide === true);
+        return data;
+      });
     }
     if (command[0] === "visitor" && command[1] === "removeAll") {
       return post("remove", { rooms: roomIds(command[2]) });
@@ -109,17 +117,122 @@
     return run(arguments);
   };
 
+  simulator.say = function (text) {
+    return post("chat", { text: text }).then(function (data) {
+      if (data.chat) chatBox.show(data.chat);
+      return data;
+    });
+  };
+
   function becomeReady() {
     post("visit", {}).then(function (data) {
       window.giosg.unpackedVisitorCid = visitorId;
       window.giosg.rooms = data.rooms;
       ready = true;
       resolveVisitor();
+      if (data.chat) chatBox.show(data.chat);
       waiting.splice(0).forEach(callSafely);
     });
   }
 
+  // The chat box: giosg's widget reduced to a button, the chat's lines and a field. Styled
+  // through the CSSOM, which a strict Content-Security-Policy allows. Not drawn without a DOM.
+  var chatBox = (function () {
+    var nothing = function () {};
+    var none = { draw: nothing, show: nothing, closed: nothing };
+    if (typeof document.createElement !== "function") return none;
+    var box, toggle, pane, lines, status, input;
+
+    function element(tag, id, style, text) {
+      var node = document.createElement(tag);
+      if (id) node.id = "giosg-sim-chat" + id;
+      Object.assign(node.style, style || {});
+      if (text) node.textContent = text;
+      return node;
+    }
+
+    function draw() {
+      if (box) return;
+      var font = "14px/1.4 system-ui, sans-serif";
+      box = element("div", "", {
+        position: "fixed", right: "16px", bottom: "16px", width: "280px", zIndex: "2147483000",
+        font: font, color: "#1d2733",
+      });
+      toggle = element("button", "-toggle", {
+        float: "right", padding: "8px 14px", border: "0", borderRadius: "18px",
+        background: "#0b7a75", color: "#fff", font: font, cursor: "pointer",
+      }, "Chat with us");
+      pane = element("div", "-pane", {
+        clear: "both", display: "none", marginBottom: "8px", padding: "10px",
+        background: "#fff", border: "1px solid #c9d3dd", borderRadius: "8px",
+        boxShadow: "0 4px 14px rgba(0,0,0,.15)",
+      });
+      pane.appendChild(element("strong", "", {}, "Chat (giosg simulator)"));
+      lines = element("ol", "-lines", { margin: "8px 0", paddingLeft: "20px", minHeight: "1em" });
+      status = element("p", "-status", { margin: "4px 0", color: "#5b6875" }, "No chat yet.");
+      var form = element("form", "-form", { display: "flex", gap: "6px" });
+      input = element("input", "-input", { flex: "1", font: font, padding: "4px" });
+      input.placeholder = "Type a line";
+      input.maxLength = 500;
+      form.appendChild(input);
+      form.appendChild(element("button", "-send", { font: font }, "Send"));
+      pane.appendChild(lines);
+      pane.appendChild(status);
+      pane.appendChild(form);
+      box.appendChild(pane);
+      box.appendChild(toggle);
+      document.body.appendChild(box);
+      toggle.addEventListener("click", function () {
+        open(pane.style.display === "none");
+      });
+      form.addEventListener("submit", function (event) {
+        event.preventDefault();
+        var text = input.value.trim();
+        if (!text) return;
+        input.value = "";
+        simulator.say(text);
+      });
+    }
+
+    function open(yes) {
+      pane.style.display = yes ? "block" : "none";
+      if (yes) input.focus();
+    }
+
+    function later(fn) {
+      if (document.body) fn();
+      else document.addEventListener("DOMContentLoaded", fn);
+    }
+
+    return {
+      draw: function () {
+        later(draw);
+      },
+      show: function (chat) {
+        later(function () {
+          draw();
+          lines.textContent = "";
+          chat.messages.forEach(function (text) {
+            lines.appendChild(element("li", "", {}, text));
+          });
+          status.textContent = "Chat open.";
+          toggle.textContent = "Chat open";
+          open(true);
+        });
+      },
+      closed: function (hide) {
+        later(function () {
+          draw();
+          status.textContent = "This chat has ended.";
+          toggle.textContent = "Chat ended";
+          if (hide) open(false);
+        });
+      },
+    };
+  })();
+
   queued.forEach(run);
+  chatBox.draw();
   if (params.get("never_ready") !== "1") {
     setTimeout(becomeReady, Number(params.get("delay_ms")) || 0);
   }

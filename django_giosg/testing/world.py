@@ -89,6 +89,7 @@ class Chat:
     is_ended: bool = False
     ended_at: str | None = None
     updated_at: str = ""
+    messages: list[str] = field(default_factory=list)  # what the visitor typed in the chat box
 
 
 @dataclass
@@ -268,13 +269,16 @@ class World:
             for room_id in self.rooms:
                 visitor = self._visitors.get((room_id, visitor_id))
                 chats = [
-                    {"id": c.id, "is_ended": c.is_ended}
+                    {"id": c.id, "is_ended": c.is_ended, "messages": list(c.messages)}
                     for c in self._chats_of(room_id, visitor_id)
                 ]
                 if visitor is None and not chats:
                     continue
                 variables = visitor.variables.values() if visitor else ()
+                room = self.rooms[room_id]
                 rooms[room_id] = {
+                    "name": room.name,
+                    "is_shared": room.organization_id != self.organization_id,
                     "seen": visitor is not None,
                     "variables": {v.key: v.value for v in variables},
                     "chats": chats,
@@ -433,6 +437,33 @@ class World:
             return self.chat_json(chat)
 
     # -- the browser's side (what the loader stand-in does for the page) -------------------------
+
+    def domain_room_id(self) -> str:
+        """The room of the site's pages: the one with a domain, else the first owned one."""
+        with self.lock:
+            rooms = [r for r in self.rooms.values() if r.organization_id == self.organization_id]
+            return next((r.id for r in rooms if r.domain), rooms[0].id)
+
+    def open_chat(self, visitor_id: str) -> Chat | None:
+        """The visitor's newest open chat in the domain room (what the chat box shows)."""
+        with self.lock:
+            room_id = self.domain_room_id()
+            return next(
+                (c for c in self._chats_of(room_id, visitor_id) if not c.is_ended), None
+            )
+
+    def visitor_says(self, visitor_id: str, text: str) -> Chat:
+        """A line typed in the chat box: it goes to the visitor's open chat in the domain room,
+        which is started first when there is none (as giosg starts a chat)."""
+        with self.lock:
+            chat = self.open_chat(visitor_id)
+            if chat is None:
+                room_id = self.domain_room_id()
+                self.enter(visitor_id, [room_id])
+                chat = self._new_chat(room_id, visitor_id)
+            chat.messages.append(text)
+            chat.updated_at = now()
+            return chat
 
     def close_chats(self, visitor_id: str) -> int:
         """``_giosg('chat', 'close', {all: true})``: the visitor ends their open chats, in any

@@ -152,3 +152,15 @@ test("a failing ready callback does not stop the others", async () => {
   assert.deepEqual(seen, ["second"]);
   assert.equal(errors.length, 1);
 });
+
+test("a line from the chat box goes to the simulator for this visitor; no DOM, no box", async () => {
+  const { window, fetches, errors } = page();
+  const id = window.giosgSimulator.visitorId;
+  const answer = await window.giosgSimulator.say("Hello there");
+  assert.deepEqual(
+    fetches.map((f) => [f.url.split("/").pop(), f.body]),
+    [["chat", { visitor_id: id, text: "Hello there" }]],
+  );
+  assert.deepEqual(JSON.parse(JSON.stringify(answer)), {});
+  assert.deepEqual(errors, []); // the fake page has no document.createElement: nothing drawn
+});
