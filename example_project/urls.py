@@ -1,6 +1,5 @@
 """The example site's URLs: the home page, Django's login and logout, django-giosg, the admin."""
 
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -11,7 +10,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path(
         "accounts/login/",
-        auth_views.LoginView.as_view(extra_context={"offline": settings.GIOSG_SIMULATOR_URL}),
+        auth_views.LoginView.as_view(extra_context={"offline": views.simulator_url()}),
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),  # POST only

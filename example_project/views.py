@@ -13,6 +13,12 @@ from django.views.decorators.http import require_GET
 from django_giosg.session import get_visitor_id
 
 
+def simulator_url() -> str | None:
+    """Where the offline site's simulator listens; ``None`` against the real giosg."""
+    url: str | None = getattr(settings, "GIOSG_SIMULATOR_URL", None)
+    return url
+
+
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "example/home.html", {"visitor_id": get_visitor_id(request.session)})
 
@@ -25,21 +31,22 @@ def giosg_state(request: HttpRequest) -> JsonResponse:
     the page may see only its own visitor.
     """
     user = request.user
+    simulator = simulator_url()
     data: dict[str, Any] = {
         "user": user.get_username() if user.is_authenticated else None,
         "visitor_id": get_visitor_id(request.session),
-        "simulator": settings.GIOSG_SIMULATOR_URL is not None,
+        "simulator": simulator is not None,
         "rooms": [],
     }
-    if settings.GIOSG_SIMULATOR_URL is None or data["visitor_id"] is None:
+    if simulator is None or data["visitor_id"] is None:
         return JsonResponse(data)
-    url = f"{settings.GIOSG_SIMULATOR_URL}/_simulator/visitors/{data['visitor_id']}"
+    url = f"{simulator}/_simulator/visitors/{data['visitor_id']}"
     try:
         answer = requests.get(url, timeout=2)
         answer.raise_for_status()
         state = answer.json()
     except (requests.RequestException, ValueError):
-        data["error"] = f"The giosg simulator at {settings.GIOSG_SIMULATOR_URL} does not answer."
+        data["error"] = f"The giosg simulator at {simulator} does not answer."
         return JsonResponse(data)
     configured = {room.lower() for room in settings.GIOSG["ROOM_IDS"]}
     data["rooms"] = [

@@ -448,9 +448,7 @@ class World:
         """The visitor's newest open chat in the domain room (what the chat box shows)."""
         with self.lock:
             room_id = self.domain_room_id()
-            return next(
-                (c for c in self._chats_of(room_id, visitor_id) if not c.is_ended), None
-            )
+            return next((c for c in self._chats_of(room_id, visitor_id) if not c.is_ended), None)
 
     def visitor_says(self, visitor_id: str, text: str) -> Chat:
         """A line typed in the chat box: it goes to the visitor's open chat in the domain room,

@@ -1,7 +1,8 @@
 """A real headless browser: Debian's Chromium driven by Playwright, one fresh profile per test.
 
 Without Playwright or ``/usr/bin/chromium`` these tests are skipped, unless
-``DJANGO_GIOSG_REQUIRE_BROWSER`` is set (``.ci/run`` sets it): then they fail.
+``DJANGO_GIOSG_REQUIRE_BROWSER`` is set (``.ci/run`` sets it): then they fail. A skip is also
+written to the file ``DJANGO_GIOSG_SKIPPED`` names, for ``scripts/test``'s closing summary.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ CHROMIUM_ARGS = [
 def _unavailable(reason: str) -> None:
     if os.environ.get("DJANGO_GIOSG_REQUIRE_BROWSER"):
         pytest.fail(f"the browser tests must run here, but {reason}")
+    summary = os.environ.get("DJANGO_GIOSG_SKIPPED")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as log:
+            log.write(f"browser tests: {reason}\n")
     pytest.skip(reason)
 
 

@@ -82,9 +82,7 @@ def test_the_panel_before_a_capture_and_with_the_simulator_gone(
     client.post("/giosg/visitor/", {"visitor_id": VISITOR})
     assert panel(client)["rooms"] == []  # giosg has not seen this visitor
     sim.down()
-    assert panel(client)["error"] == (
-        f"The giosg simulator at {sim.base_url} does not answer."
-    )
+    assert panel(client)["error"] == (f"The giosg simulator at {sim.base_url} does not answer.")
 
 
 def test_the_panel_against_the_real_giosg_shows_nothing(client: Client, settings: Any) -> None:

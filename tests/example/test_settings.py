@@ -68,7 +68,11 @@ def test_a_token_means_the_real_giosg(monkeypatch: pytest.MonkeyPatch) -> None:
         ],
     }
     database = example["DATABASES"]["default"]
-    assert (database["NAME"], database["HOST"], database["PORT"]) == ("example", "db.example", 5432)
+    assert (database["NAME"], database["HOST"], database["PORT"]) == (
+        "example",
+        "db.example",
+        5432,
+    )
 
 
 def test_a_token_without_the_organization_names_the_variable(

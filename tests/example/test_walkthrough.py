@@ -12,8 +12,9 @@ import pytest
 import requests
 
 from example_project import settings as example
+from tests.browser.conftest import Browser
 
-from .conftest import ROOT, Browser, Demo, StartDemo, free_port
+from .conftest import ROOT, Demo, StartDemo, free_port
 
 SCREENSHOT = ROOT / "docs" / "demo.png"
 ROOMS = example.DEMO_ROOM_IDS
@@ -46,9 +47,7 @@ def test_a_person_walks_through_the_demo(demo: Demo, browser: Browser, tmp_path:
     page.fill("#id_password", "demo")
     page.click("#submit-login")
     assert page.inner_text("#user") == "alice"
-    browser.wait_until(
-        lambda: all("Alice Example" in text for text in panel_rooms(browser))
-    )
+    browser.wait_until(lambda: all("Alice Example" in text for text in panel_rooms(browser)))
 
     page.click("#giosg-sim-chat-toggle")
     page.fill("#giosg-sim-chat-input", "Hello, is anyone there?")
@@ -57,7 +56,8 @@ def test_a_person_walks_through_the_demo(demo: Demo, browser: Browser, tmp_path:
     assert "Hello, is anyone there?" in page.inner_text("#giosg-sim-chat-lines")
     assert "Hello, is anyone there?" in page.inner_text("#giosg-panel")
 
-    shot = SCREENSHOT if os.environ.get("DJANGO_GIOSG_UPDATE_SCREENSHOT") else tmp_path / "demo.png"
+    update = os.environ.get("DJANGO_GIOSG_UPDATE_SCREENSHOT")
+    shot = SCREENSHOT if update else tmp_path / "demo.png"
     shot.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(shot))
     assert shot.read_bytes().startswith(b"\x89PNG")
@@ -65,9 +65,11 @@ def test_a_person_walks_through_the_demo(demo: Demo, browser: Browser, tmp_path:
     page.click("#logout")
     assert page.inner_text("#user") == "not logged in"
     browser.wait_until(
-        lambda: page.locator('#giosg-panel .chat[data-state="ended"]').count() == 1
-        and page.locator('#giosg-panel .chat[data-state="open"]').count() == 0
-        and page.locator("#giosg-panel .variables").count() == 0
+        lambda: (
+            page.locator('#giosg-panel .chat[data-state="ended"]').count() == 1
+            and page.locator('#giosg-panel .chat[data-state="open"]').count() == 0
+            and page.locator("#giosg-panel .variables").count() == 0
+        )
     )
     # the browser's share of the logout: the chat box shows the chat closed
     browser.wait_until(lambda: page.inner_text("#giosg-sim-chat-toggle") == "Chat ended")

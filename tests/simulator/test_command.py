@@ -122,3 +122,23 @@ def test_ctrl_c_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     text = output.getvalue()
     assert "Point the site at it" not in text  # the site already is
     assert text.rstrip().endswith("giosg simulator stopped.")
+
+
+def test_runs_without_a_valid_giosg_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """E001 (no token) must not stop it: it adopts the token later given, or its own."""
+    from django_giosg.testing import DEFAULT_API_TOKEN, GiosgSimulator
+
+    started: list[GiosgSimulator] = []
+
+    def interrupted(self: GiosgSimulator, timeout: float | None = None) -> bool:
+        started.append(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(GiosgSimulator, "wait", interrupted)
+    from django_giosg.management.commands.giosg_simulator import Command
+
+    # As manage.py runs it (with the system checks, unless the command opts out).
+    with override_settings(GIOSG={"ROOM_IDS": ["lobby"]}):  # no token, a bad room id
+        command = Command(stdout=io.StringIO())
+        command.run_from_argv(["manage.py", "giosg_simulator", "--port", "0"])
+    assert started[0].api_token == DEFAULT_API_TOKEN

@@ -174,8 +174,51 @@ class TestBrowser:
         response = control.post("/_simulator/browser/visit", data=f'{{"visitor_id": "{VISITOR}"}}')
         assert response.status_code == 200
         assert response.headers["Access-Control-Allow-Origin"] == "*"
-        assert response.json() == {"visitor_id": VISITOR, "rooms": [room, shared_room]}
+        assert response.json() == {
+            "visitor_id": VISITOR,
+            "rooms": [room, shared_room],
+            "chat": None,
+        }
         assert all(r["seen"] for r in sim.state(VISITOR)["rooms"].values())
+
+    def test_a_line_in_the_chat_box_starts_a_chat_and_the_next_visit_shows_it(
+        self, control: API, sim: GiosgSimulator, room: str
+    ) -> None:
+        first = control.post(
+            "/_simulator/browser/chat", json={"visitor_id": VISITOR, "text": "Hi"}
+        )
+        assert first.status_code == 200
+        assert first.headers["Access-Control-Allow-Origin"] == "*"
+        chat = first.json()["chat"]
+        assert (chat["room_id"], chat["messages"]) == (room, ["Hi"])
+        assert sim.open_chats(VISITOR) == [chat["id"]]
+        body = {"visitor_id": VISITOR, "text": "  anyone?  "}
+        again = control.post("/_simulator/browser/chat", json=body).json()["chat"]
+        assert again == {**chat, "messages": ["Hi", "anyone?"]}  # the same chat
+        visit = control.post("/_simulator/browser/visit", json={"visitor_id": VISITOR}).json()
+        assert visit["chat"] == again
+        state = sim.state(VISITOR)["rooms"][room]
+        assert state["chats"] == [
+            {"id": chat["id"], "is_ended": False, "messages": ["Hi", "anyone?"]}
+        ]
+        assert (state["name"], state["is_shared"]) == ("Room 1", False)
+
+        control.post("/_simulator/browser/close", json={"visitor_id": VISITOR})
+        newer = control.post(
+            "/_simulator/browser/chat", json={"visitor_id": VISITOR, "text": "Back"}
+        )
+        assert newer.json()["chat"]["id"] != chat["id"]  # an ended chat is not reopened
+
+    @pytest.mark.parametrize("text", [None, 7, "", "   ", "x" * 501])
+    def test_a_chat_line_must_be_text(
+        self, control: API, sim: GiosgSimulator, text: object
+    ) -> None:
+        response = control.post(
+            "/_simulator/browser/chat", json={"visitor_id": VISITOR, "text": text}
+        )
+        assert response.status_code == 400
+        assert response.json() == {"error": '"text" must be a line of 1-500 characters'}
+        assert sim.state(VISITOR)["rooms"] == {}
 
     def test_close_ends_chats_in_every_room(self, control: API, sim: GiosgSimulator) -> None:
         sim.seed_visitor(VISITOR, open_chats=2)
@@ -224,6 +267,6 @@ class TestBrowser:
         assert response.status_code == 400
 
     def test_unknown_action(self, control: API) -> None:
-        response = control.post("/_simulator/browser/chat", json={"visitor_id": VISITOR})
+        response = control.post("/_simulator/browser/call", json={"visitor_id": VISITOR})
         assert response.status_code == 404
         assert response.headers["Access-Control-Allow-Origin"] == "*"

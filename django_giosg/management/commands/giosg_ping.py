@@ -7,8 +7,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from ...client import GiosgClient
-from ...conf import get_settings
-from ...errors import GiosgConfigurationError, GiosgError
+from ...conf import GiosgSettings, get_settings
+from ...errors import GiosgAuthError, GiosgConfigurationError, GiosgError
+
+WHERE_TO_CREATE_ONE = "Access tokens are under Console → Settings → Company → Access tokens."
 
 
 class Command(BaseCommand):
@@ -23,10 +25,13 @@ class Command(BaseCommand):
             raise CommandError(str(err)) from None
         with client:
             try:
-                client.check_credentials()
+                me = client.check_credentials()
+            except GiosgError as err:
+                raise CommandError(_refused_token(err, client.base_url)) from None
+            try:
                 rooms = list(client.iter_rooms())
             except GiosgError as err:
-                raise CommandError(f"{err} (GIOSG['API_BASE_URL'] = {client.base_url})") from None
+                raise CommandError(_refused_rooms(err, settings, me)) from None
         self.stdout.write(
             f"The token works for organization {settings.organization_id} at {client.base_url}."
         )
@@ -35,7 +40,36 @@ class Command(BaseCommand):
             owner = "shared" if room.is_shared else "owned"
             mark = " (in ROOM_IDS)" if room.id.lower() in configured else ""
             self.stdout.write(f"  {room.id}  {owner:6}  {room.name}{mark}")
-        missing = configured - {room.id.lower() for room in rooms}
-        for room_id in sorted(missing):
-            self.stderr.write(f"ROOM_IDS names {room_id}, which is not in the room list.")
         self.stdout.write(f"{len(rooms)} room(s).")
+        missing = sorted(configured - {room.id.lower() for room in rooms})
+        if missing:
+            raise CommandError(
+                f"GIOSG['ROOM_IDS'] names {len(missing)} room(s) giosg does not list for this "
+                f"organization: {', '.join(missing)}. A deleted room, or another organization's?"
+            )
+
+
+def _refused_token(err: GiosgError, base_url: str) -> str:
+    if isinstance(err, GiosgAuthError):
+        return (
+            f"giosg refused GIOSG['API_TOKEN'] ({err}). Likely: the token is mistyped or was "
+            "revoked, or its user was deleted (a token dies with its user). " + WHERE_TO_CREATE_ONE
+        )
+    return f"{err} (GIOSG['API_BASE_URL'] = {base_url})"
+
+
+def _refused_rooms(err: GiosgError, settings: GiosgSettings, me: dict[str, Any]) -> str:
+    if not isinstance(err, GiosgAuthError):
+        return f"{err} (GIOSG['API_BASE_URL'] = {settings.api_base_url})"
+    own = str(me.get("organization_id") or "").lower()
+    if own and own != settings.organization_id:
+        return (
+            f"giosg refused the room list ({err}): the token belongs to organization {own}, "
+            f"but GIOSG['ORGANIZATION_ID'] is {settings.organization_id}."
+        )
+    return (
+        f"giosg accepted GIOSG['API_TOKEN'] but refused the room list of "
+        f"GIOSG['ORGANIZATION_ID'] = {settings.organization_id} ({err}). Likely: the token's "
+        "user lacks the settings permission (needed for visitor variables), the organization "
+        "is not the token's, or the subscription has lapsed."
+    )

@@ -8,6 +8,7 @@ both groups (the site's autoreloader included), so no process and no listening p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -21,10 +22,11 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ... import views
 
 MANAGE = str(Path(__file__).resolve().parents[2] / "manage.py")
 DEMO_USERS = {"alice": ("Alice", "Example", True), "bob": ("Bob", "Example", False)}
@@ -49,7 +51,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         port: int = options["port"]
-        offline = settings.GIOSG_SIMULATOR_URL is not None
+        offline = views.simulator_url() is not None
         _ensure_free(port)
         call_command("migrate", verbosity=0, interactive=False)
         if offline:
@@ -57,31 +59,30 @@ class Command(BaseCommand):
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda _n, _f: stop.set())
-        children: list[subprocess.Popen[str]] = []
+        children: dict[str, subprocess.Popen[str]] = {}
         try:
             env = dict(os.environ)
             simulator_url = None
             if offline:
                 simulator, simulator_url = self._start_simulator(stop)
-                children.append(simulator)
+                children["the giosg simulator"] = simulator
                 env["GIOSG_SIMULATOR_URL"] = simulator_url
             site = _spawn(["runserver", f"127.0.0.1:{port}"], env=env)
-            children.append(site)
+            children["the site"] = site
             url = f"http://127.0.0.1:{port}/"
             _wait_until_answering(url, site, stop)
             self._ready(url, simulator_url)
             while not stop.wait(0.2):
-                ended = [child for child in children if child.poll() is not None]
-                if ended:
-                    raise CommandError(f"{_name(ended[0])} stopped (exit {ended[0].returncode})")
+                for name, child in children.items():
+                    if child.poll() is not None:
+                        raise CommandError(f"{name} stopped (exit {child.returncode})")
         finally:
-            _stop(children)
+            _stop(list(children.values()))
         self.stdout.write("Stopped the site" + (" and the giosg simulator." if offline else "."))
 
     def _start_simulator(self, stop: threading.Event) -> tuple[subprocess.Popen[str], str]:
         """The simulator on a free port, with this site's organization, rooms and token."""
         simulator = _spawn(["giosg_simulator", "--port", "0"], stdout=subprocess.PIPE)
-        assert simulator.stdout is not None
         found: list[str] = []
         reader = threading.Thread(target=_read_url, args=(simulator.stdout, found), daemon=True)
         reader.start()
@@ -147,9 +148,9 @@ def _spawn(
     )
 
 
-def _read_url(stream: IO[str], found: list[str]) -> None:
+def _read_url(stream: IO[str] | None, found: list[str]) -> None:
     """Find the simulator's URL in its banner, and keep its pipe drained."""
-    for line in stream:
+    for line in stream or ():
         match = LISTENING.search(line)
         if match and not found:
             found.append(match.group(1))
@@ -177,21 +178,12 @@ def _stop(children: list[subprocess.Popen[str]]) -> None:
         _signal_group(child, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
     for child in children:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             child.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
         _signal_group(child, signal.SIGKILL)  # the group may outlive its leader
         child.wait()
 
 
 def _signal_group(child: subprocess.Popen[str], signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
         os.killpg(child.pid, signum)
-    except ProcessLookupError:
-        pass  # the whole group is gone already
-
-
-def _name(child: subprocess.Popen[str]) -> str:
-    return "the giosg simulator" if "giosg_simulator" in list(child.args) else "the site"
-
