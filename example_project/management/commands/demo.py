@@ -52,13 +52,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         port: int = options["port"]
         offline = views.simulator_url() is not None
+        stop = threading.Event()  # set by Ctrl-C or SIGTERM, from here on
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda _n, _f: stop.set())
         _ensure_free(port)
         call_command("migrate", verbosity=0, interactive=False)
         if offline:
             _create_demo_users()
-        stop = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda _n, _f: stop.set())
+        if stop.is_set():
+            raise CommandError("interrupted while preparing the database")
         children: dict[str, subprocess.Popen[str]] = {}
         try:
             env = dict(os.environ)
