@@ -94,3 +94,15 @@ def test_the_panel_against_the_real_giosg_shows_nothing(client: Client, settings
         "simulator": False,
         "rooms": [],
     }
+
+
+def test_the_admin_lists_the_links(client: Client, sim: GiosgSimulator) -> None:
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_superuser("alice", password="demo")
+    client.post("/giosg/visitor/", {"visitor_id": VISITOR})
+    client.post("/accounts/login/", {"username": "alice", "password": "demo"})
+    page = client.get("/admin/django_giosg/visitorlink/")
+    assert page.status_code == 200
+    assert VISITOR in page.text
+    assert "attached" in page.text.lower()
