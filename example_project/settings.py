@@ -6,6 +6,7 @@ django-giosg (``scripts/demo`` starts it and sets ``GIOSG_SIMULATOR_URL``). With
 ``.env.example`` documents every variable; a ``.env`` file beside this one is read when present.
 """
 
+import logging
 from pathlib import Path
 
 import environ
@@ -96,12 +97,37 @@ else:  # offline: the simulator accepts whatever token the site sends, once it a
         "LOADER_URL": f"{GIOSG_SIMULATOR_URL}/live2/{_organization}",
     }
 
-# What django-giosg does, on the console (never with the token or a variable's value).
+
+def _not_a_panel_poll(record: logging.LogRecord) -> bool:
+    """runserver's request log without the panel's poll, once a second per open page."""
+    return "/giosg-state/" not in record.getMessage()
+
+
+# What django-giosg does, on the console (never with the token or a variable's value), and
+# runserver's request log.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {
+        "no_panel_polls": {"()": "django.utils.log.CallbackFilter", "callback": _not_a_panel_poll}
+    },
+    "formatters": {
+        "server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        }
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        "server": {
+            "class": "logging.StreamHandler",
+            "formatter": "server",
+            "filters": ["no_panel_polls"],
+        },
+    },
     "loggers": {
-        "django_giosg": {"handlers": ["console"], "level": env.str("GIOSG_LOG_LEVEL", "INFO")}
+        "django_giosg": {"handlers": ["console"], "level": env.str("GIOSG_LOG_LEVEL", "INFO")},
+        "django.server": {"handlers": ["server"], "level": "INFO", "propagate": False},
     },
 }

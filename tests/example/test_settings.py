@@ -3,6 +3,7 @@ the real giosg with a token, and every variable it reads documented in .env.exam
 
 from __future__ import annotations
 
+import logging
 import re
 import runpy
 from typing import Any
@@ -80,6 +81,17 @@ def test_a_token_without_the_organization_names_the_variable(
 ) -> None:
     with pytest.raises(ImproperlyConfigured, match="GIOSG_ORGANIZATION_ID"):
         read_settings(monkeypatch, GIOSG_API_TOKEN="tok")
+
+
+def test_the_request_log_leaves_out_the_panels_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    keep = read_settings(monkeypatch)["_not_a_panel_poll"]
+
+    def line(path: str) -> logging.LogRecord:
+        args = (f"GET {path} HTTP/1.1", "200", "91")
+        return logging.LogRecord("django.server", logging.INFO, "", 0, '"%s" %s %s', args, None)
+
+    assert keep(line("/accounts/login/")) is True
+    assert keep(line("/giosg-state/")) is False
 
 
 def test_every_variable_is_documented_in_the_env_example() -> None:
