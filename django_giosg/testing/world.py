@@ -479,7 +479,7 @@ class World:
         """``_giosg('visitor', 'removeAll', rooms)``: without rooms, only the domain room's."""
         with self.lock:
             if room_ids is None:
-                room_ids = [r.id for r in self.rooms.values() if r.domain][:1]
+                room_ids = [self.domain_room_id()]
             removed = 0
             for room_id in room_ids:
                 visitor = self._visitors.get((room_id.lower(), visitor_id))

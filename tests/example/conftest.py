@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from tests.browser.conftest import Browser, browser, playwright  # noqa: F401 (fixtures)
+from tests.browser.conftest import browser, playwright  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "scripts" / "demo"
