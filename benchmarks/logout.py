@@ -9,7 +9,7 @@ of ``--runs`` logouts:
 
 - *sequential recipe*: the client calls one after another, as giosg's tutorial describes (page
   the rooms, list each room's open chats, end them, delete the keys);
-- *services.detach*: django-giosg's detach with ``MAX_WORKERS`` threads, with the room list
+- *workflows.detach*: django-giosg's detach with ``MAX_WORKERS`` threads, with the room list
   paged from giosg (``ROOMS_CACHE_TTL = 0``) or taken from Django's cache.
 """
 
@@ -74,9 +74,11 @@ def main() -> None:
 
     from django.core.cache import cache
 
-    from django_giosg import conf, services
+    from django_giosg import conf
     from django_giosg.client import GiosgClient
     from django_giosg.models import State, VisitorLink
+    from django_giosg.services import workflows
+    from django_giosg.services.rooms import iter_rooms
 
     base = info["base_url"]
     rooms: list[str] = info["room_ids"]
@@ -135,7 +137,7 @@ def main() -> None:
         )
         with GiosgClient.from_settings(giosg) as client:
             started = time.perf_counter()
-            result = services.detach(link.pk, client, giosg)
+            result = workflows.detach(link.pk, client, giosg)
             elapsed = time.perf_counter() - started
         if not result.ok:
             raise SystemExit(f"detach failed: {result.failed}")
@@ -144,7 +146,7 @@ def main() -> None:
     def warm(giosg: conf.GiosgSettings) -> Callable[[], None]:
         def run() -> None:
             with GiosgClient.from_settings(giosg) as client:
-                list(services.iter_rooms(client, giosg))
+                list(iter_rooms(client, giosg))
 
         return run
 
@@ -156,7 +158,7 @@ def main() -> None:
             )
             result = measure(partial(detach, giosg), warm(giosg) if cached else None)
             rows.append(
-                ["services.detach", str(workers), "cached" if cached else "paged", *result]
+                ["workflows.detach", str(workers), "cached" if cached else "paged", *result]
             )
 
     print(

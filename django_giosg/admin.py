@@ -46,7 +46,7 @@ class VisitorLinkAdmin(_ModelAdmin):
         description="Detach now (end the chats, delete the variables)", permissions=["change"]
     )
     def detach_now(self, request: HttpRequest, queryset: QuerySet[VisitorLink]) -> None:
-        count = tasks.detach_links(queryset.values_list("pk", flat=True))
+        count = tasks.release_links(queryset.values_list("pk", flat=True))
         self.message_user(request, f"{count} link(s) queued for detaching.", messages.SUCCESS)
 
     @admin.action(description="Retry failed links", permissions=["change"])

@@ -38,6 +38,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from . import __version__
+from .clock import backoff
 from .conf import GiosgSettings, get_settings
 from .errors import (
     GiosgAPIError,
@@ -67,13 +68,18 @@ class Room:
     is_shared: bool
     name: str
 
+    def is_owned_by(self, organization_id: str) -> bool:
+        """Whether ``organization_id`` owns the room, so that its token may end the room's chats
+        and set variables there: not shared to it, and not listed with another owner (a room
+        listed without an owner counts as the organization's own)."""
+        return not self.is_shared and self.organization_id in (None, organization_id)
+
 
 @dataclass(frozen=True)
 class Chat:
     """A chat; ``room_organization_id`` is the organization owning the chat's room."""
 
     id: str
-    room_id: str | None
     room_organization_id: str | None
     is_ended: bool
 
@@ -364,8 +370,7 @@ class GiosgClient:
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: base × 2^(attempt−1) × U[0.5, 1.5), capped."""
-        delay = self.backoff_base * 2.0 ** (attempt - 1) * (0.5 + self._random())
-        return min(delay, self.backoff_max)
+        return backoff(attempt, self.backoff_base, self.backoff_max, self._random())
 
     @staticmethod
     def _error(
@@ -499,7 +504,6 @@ def _room(item: Mapping[str, Any]) -> Room:
 def _chat(item: Mapping[str, Any]) -> Chat:
     return Chat(
         id=_required_str(item, "id"),
-        room_id=_optional_str(item, "room_id"),
         room_organization_id=_optional_str(item, "room_organization_id"),
         is_ended=item.get("is_ended") is True,
     )

@@ -91,20 +91,25 @@ def _bool(value: object) -> bool:
     return value
 
 
-def _positive_int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(f"must be an integer, not {type(value).__name__}")
-    if value <= 0:
-        raise _Invalid(f"must be greater than 0, not {value}")
-    return value
+def _whole(minimum: int) -> Callable[[object], int]:
+    """A parser of whole numbers of at least ``minimum`` (0 or 1)."""
+
+    def parse(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(f"must be an integer, not {type(value).__name__}")
+        if value < minimum:
+            raise _Invalid(
+                f"must be greater than 0, not {value}"
+                if minimum == 1
+                else f"must be {minimum} or greater, not {value}"
+            )
+        return value
+
+    return parse
 
 
-def _non_negative_int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(f"must be an integer, not {type(value).__name__}")
-    if value < 0:
-        raise _Invalid(f"must be 0 or greater, not {value}")
-    return value
+_positive_int = _whole(1)
+_non_negative_int = _whole(0)
 
 
 def _positive_float(value: object) -> float:

@@ -1,7 +1,7 @@
 """``GiosgMiddleware``: the request-side duties of django-giosg.
 
 For every request it opens the request's giosg budget (``INLINE_BUDGET``, see
-:mod:`django_giosg.tasks`) and remembers the session's visitor id before the view runs, because a
+:mod:`django_giosg.limits`) and remembers the session's visitor id before the view runs, because a
 login of another user flushes the session before ``user_logged_in`` is sent.
 
 It keeps the session's binding in step with the session (see
@@ -15,10 +15,8 @@ It keeps the session's binding in step with the session (see
   (sliding expiry, ``set_expiry()``), the link's recorded expiry follows, for ``giosg_sweep``.
   This costs no query on other requests.
 
-It also carries the browser's share of a logout to the next page: at logout it sets a short-lived,
-signed cookie naming the rooms to clean up, ``{% giosg_logout %}`` renders the cleanup script while
-that cookie (or a logout in the same request) is there, and the middleware deletes the cookie on
-the response whose HTML page rendered the tag. Redirects and non-HTML responses leave it in place.
+It also carries the browser's share of a logout to the next page (see
+:mod:`django_giosg.browser_logout`).
 
 Install it after ``SessionMiddleware`` and ``AuthenticationMiddleware`` (a system check says so).
 """
@@ -26,56 +24,21 @@ Install it after ``SessionMiddleware`` and ``AuthenticationMiddleware`` (a syste
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.conf import settings as django_settings
 from django.contrib import auth
 from django.contrib.sessions.backends.base import SessionBase
-from django.core import signing
 from django.http import HttpRequest, HttpResponseBase
 
-from . import session, tasks
+from . import browser_logout, session, tasks
 from .conf import get_settings
 from .errors import GiosgConfigurationError
+from .limits import request_budget
 
-logger = logging.getLogger("django_giosg")
-
-LOGOUT_COOKIE = "django_giosg_logout"
-LOGOUT_COOKIE_AGE = 300  # seconds: enough to reach the next page, short enough to go stale
-LOGOUT_SALT = "django_giosg.logout"
-_STATE = "_django_giosg_logout"
-
-
-@dataclass
-class _LogoutState:
-    """What this request knows about a logout: its rooms, and whether the tag was rendered."""
-
-    rooms: list[str] | None = None
-    rendered: bool = False
-    logged_in: bool = False
-
-
-def _state(request: HttpRequest) -> _LogoutState:
-    state: _LogoutState | None = getattr(request, _STATE, None)
-    if state is None:
-        state = _LogoutState()
-        setattr(request, _STATE, state)
-    return state
-
-
-def note_logout(request: HttpRequest, rooms: Sequence[str]) -> None:
-    """Remember that the user logged out in this request; the response carries it on."""
-    _state(request).rooms = list(rooms)
-
-
-def note_login(request: HttpRequest) -> None:
-    """A login in this request: an earlier logout's cleanup must not close the new chats."""
-    state = _state(request)
-    state.rooms = None
-    state.logged_in = True
-
+logger = logging.getLogger(__name__)
 
 _BEFORE = "_django_giosg_before"
 
@@ -133,18 +96,17 @@ def _keep_binding(request: HttpRequest, response: HttpResponseBase) -> None:
     before: _Before | None = getattr(request, _BEFORE, None)
     if store is None or before is None or not get_settings().enabled:
         return
-    state = _state(request)
-    if before.visitor_id is not None and not state.logged_in and state.rooms is None:
-        # (a login or logout in this request was handled by the receivers)
+    # (a login or logout in this request was handled by the receivers)
+    if before.visitor_id is not None and not browser_logout.logged_in_or_out(request):
         if before.binding is not None and not _is_user(request, before.binding.user):
-            tasks.detach_visitor(before.visitor_id, before.binding.user)
+            tasks.release_visitor(before.visitor_id, before.binding.user)
             session.forget_binding(store)  # once; a flushed session has nothing to forget
             return
         if before.binding is None and before.user_key is not None:
             with _peek(store):
                 unbound = session.get_binding(store) is None  # the capture view may have bound
             if unbound and _is_user(request, before.user_key):
-                tasks.attach_session(request.user, store)
+                tasks.bind_session(request.user, store)
     _refresh_expiry(store, response)
 
 
@@ -171,39 +133,8 @@ def _refresh_expiry(store: SessionBase, response: HttpResponseBase) -> None:
     if binding is None or visitor_id is None:
         return
     if session.expiry_moved(binding, expires_at, get_settings().expiry_refresh):
-        tasks.note_session_expiry(visitor_id, binding.user, expires_at)
+        tasks.follow_session_expiry(visitor_id, binding.user, expires_at)
         session.record_binding(store, binding.user, expires_at)
-
-
-def _cookie_rooms(request: HttpRequest) -> list[str] | None:
-    value = request.COOKIES.get(LOGOUT_COOKIE)
-    if not value:
-        return None
-    try:
-        rooms = signing.loads(value, salt=LOGOUT_SALT, max_age=LOGOUT_COOKIE_AGE)
-    except signing.BadSignature:  # forged, or older than LOGOUT_COOKIE_AGE
-        return None
-    if not isinstance(rooms, list) or not all(isinstance(room, str) for room in rooms):
-        return None
-    return rooms
-
-
-def pending_logout_rooms(request: HttpRequest) -> list[str] | None:
-    """The rooms of a logout whose browser cleanup has not run yet, or ``None``."""
-    state = _state(request)
-    if state.logged_in:
-        return None
-    return state.rooms if state.rooms is not None else _cookie_rooms(request)
-
-
-def mark_logout_rendered(request: HttpRequest) -> None:
-    """Called by ``{% giosg_logout %}``: the cleanup script is on this response's page."""
-    _state(request).rendered = True
-
-
-def _is_html_page(response: HttpResponseBase) -> bool:
-    is_redirect = 300 <= response.status_code < 400
-    return not is_redirect and response.get("Content-Type", "").startswith("text/html")
 
 
 class GiosgMiddleware:
@@ -214,35 +145,11 @@ class GiosgMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         _remember_visitor(request)
-        with tasks.request_budget():
+        with request_budget():
             response = self.get_response(request)
             try:
                 _keep_binding(request, response)
             except Exception:  # never break the site over giosg
                 logger.exception("django-giosg could not keep the session's binding in step")
-        self._carry_logout(request, response)
+        browser_logout.carry_to_next_page(request, response)
         return response
-
-    def _carry_logout(self, request: HttpRequest, response: HttpResponseBase) -> None:
-        state = _state(request)
-        shown = state.rendered and _is_html_page(response)
-        if state.rooms is not None and not shown:
-            response.set_cookie(
-                LOGOUT_COOKIE,
-                signing.dumps(state.rooms, salt=LOGOUT_SALT, compress=True),
-                max_age=LOGOUT_COOKIE_AGE,
-                path=django_settings.SESSION_COOKIE_PATH,
-                domain=django_settings.SESSION_COOKIE_DOMAIN,
-                secure=django_settings.SESSION_COOKIE_SECURE,
-                httponly=True,
-                samesite="Lax",
-            )
-        elif LOGOUT_COOKIE in request.COOKIES and (
-            shown or state.logged_in or _cookie_rooms(request) is None
-        ):
-            response.delete_cookie(
-                LOGOUT_COOKIE,
-                path=django_settings.SESSION_COOKIE_PATH,
-                domain=django_settings.SESSION_COOKIE_DOMAIN,
-                samesite="Lax",
-            )

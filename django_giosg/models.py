@@ -1,17 +1,24 @@
 """The durable record of each visitor-to-user binding: what giosg holds, and what is left to do.
 
-A :class:`VisitorLink` moves through the states of design.md's state machine. At most one link per
-visitor id is live (``pending_attach`` or ``attached``): a partial unique constraint guarantees it
-even when two logins race, on every database. No raw session key is stored.
+A :class:`VisitorLink` moves through the states of the README's state machine ("The states"). The
+selections live on :class:`VisitorLinkQuerySet` and the transitions on the model, each a
+conditional update that happens only from the states it names: safe against a concurrent change,
+on every database, without row locks. At most one link per visitor id is live (``pending_attach``
+or ``attached``): a partial unique constraint guarantees it even when two logins race. No raw
+session key is stored.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, ClassVar
 
 from django.conf import settings
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
+
+from . import clock
 
 
 class State(models.TextChoices):
@@ -27,8 +34,89 @@ class Action(models.TextChoices):
     DETACH = "detach"
 
 
+def pending_state(action: str) -> str:
+    """The state of a link whose ``action`` is still to be done."""
+    return State.PENDING_ATTACH if action == Action.ATTACH else State.PENDING_DETACH
+
+
 #: The states in which a link holds (or is about to hold) the visitor for its user.
 LIVE_STATES = (State.PENDING_ATTACH, State.ATTACHED)
+PENDING_STATES = (State.PENDING_ATTACH, State.PENDING_DETACH)
+NOT_DETACHED = [state for state in State.values if state != State.DETACHED]
+
+# The field groups the transitions write; each is spelled out here once.
+
+
+def _queued(state: str, stale_at: datetime) -> dict[str, Any]:
+    """A task is enqueued for the link; the sweep takes over at ``stale_at`` if it is lost."""
+    return {"state": state, "next_attempt_at": stale_at}
+
+
+def _fresh_start() -> dict[str, Any]:
+    """No failed attempt counts any more."""
+    return {"attempts": 0, "failed_action": ""}
+
+
+def _settled(state: str) -> dict[str, Any]:
+    """Done: nothing is due and nothing went wrong."""
+    return {"state": state, **_fresh_start(), "next_attempt_at": None, "last_error": ""}
+
+
+def _released(stale_at: datetime) -> dict[str, Any]:
+    """The binding is over: detach it, with a fresh count of attempts."""
+    return {**_queued(State.PENDING_DETACH, stale_at), **_fresh_start()}
+
+
+class VisitorLinkQuerySet(models.QuerySet["VisitorLink"]):
+    """The selections of the state machine, and its changes of many links at once.
+
+    (The typed locals below are for mypy: django-stubs types ``filter()`` and friends as ``Any``
+    with the mypy release pinned in ``tox.ini``.)
+    """
+
+    def live(self) -> VisitorLinkQuerySet:
+        links: VisitorLinkQuerySet = self.filter(state__in=LIVE_STATES)
+        return links
+
+    def not_detached(self) -> VisitorLinkQuerySet:
+        links: VisitorLinkQuerySet = self.exclude(state=State.DETACHED)
+        return links
+
+    def expired(self, ended_by: datetime) -> VisitorLinkQuerySet:
+        """Live links whose session had ended by ``ended_by`` (their recorded expiry), the
+        longest-ended first."""
+        links: VisitorLinkQuerySet = self.live().filter(session_expires_at__lte=ended_by)
+        ordered: VisitorLinkQuerySet = links.order_by("session_expires_at", "pk")
+        return ordered
+
+    def due(self, now: datetime) -> VisitorLinkQuerySet:
+        """Pending links whose time has come: a failed attempt's backoff is over, or the task that
+        was enqueued for them has not done its work in time (it may be lost); longest due first."""
+        links: VisitorLinkQuerySet = self.filter(
+            state__in=PENDING_STATES, next_attempt_at__lte=now
+        )
+        ordered: VisitorLinkQuerySet = links.order_by("next_attempt_at", "pk")
+        return ordered
+
+    def prunable(self, changed_before: datetime) -> VisitorLinkQuerySet:
+        """``detached`` links last changed before ``changed_before``."""
+        links: VisitorLinkQuerySet = self.filter(
+            state=State.DETACHED, updated_at__lt=changed_before
+        )
+        return links
+
+    def release(self, stale_at: datetime) -> list[int]:
+        """Transition: every link here but ``detached`` ones → ``pending_detach``, with a fresh
+        count of attempts. Returns their ids, to detach."""
+        ids: list[int] = list(self.not_detached().values_list("pk", flat=True))
+        released = self.model.objects.filter(pk__in=ids).exclude(state=State.DETACHED)
+        released.update(**_released(stale_at), updated_at=clock.now())
+        return ids
+
+    def follow_expiry(self, expires_at: datetime | None) -> int:
+        """The live links here follow their session's new expiry (no change of state)."""
+        changed: int = self.live().update(session_expires_at=expires_at, updated_at=clock.now())
+        return changed
 
 
 class VisitorLink(models.Model):
@@ -57,6 +145,8 @@ class VisitorLink(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = VisitorLinkQuerySet.as_manager()
+
     class Meta:
         verbose_name = "visitor link"
         constraints: ClassVar[list[models.BaseConstraint]] = [
@@ -76,6 +166,124 @@ class VisitorLink(models.Model):
 
     def __str__(self) -> str:
         return f"visitor {self.visitor_id} ({self.get_state_display()})"
+
+    # -- transitions: each changes the link only from the states it names, and returns whether
+    # -- it did; the instance follows a change that happened.
+
+    def rebind(
+        self, browser_rooms: Sequence[str], stale_at: datetime, expires_at: datetime | None
+    ) -> bool:
+        """Live → ``pending_attach``: the same user again, with more rooms to attach."""
+        return self._change(
+            LIVE_STATES,
+            **_queued(State.PENDING_ATTACH, stale_at),
+            browser_rooms=list(browser_rooms),
+            session_expires_at=expires_at,
+        )
+
+    def follow_expiry(self, expires_at: datetime | None) -> bool:
+        """Live, and stays so: the session's expiry moved."""
+        return self._change(LIVE_STATES, session_expires_at=expires_at)
+
+    def release(self, stale_at: datetime) -> bool:
+        """Live → ``pending_detach``: another user's binding supersedes this one."""
+        return self._change(LIVE_STATES, **_released(stale_at))
+
+    def cancel_attach(self) -> bool:
+        """``pending_attach`` → ``pending_detach``: the attach cannot go on (the user is gone)."""
+        return self._change([State.PENDING_ATTACH], state=State.PENDING_DETACH)
+
+    def begin_detach(self) -> bool:
+        """Any state but ``detached`` → ``pending_detach``, its attempts still counted: a
+        detach is about to run (and a pending attach is cancelled)."""
+        return self._change(NOT_DETACHED, state=State.PENDING_DETACH)
+
+    def plan_keys(self, keys: Mapping[str, Sequence[str]]) -> bool:
+        """``pending_attach``, and stays so: the keys about to be set, recorded before the calls
+        so that a detach overtaking the attach deletes them too."""
+        return self._change([State.PENDING_ATTACH], keys=dict(keys))
+
+    def mark_attached(self, keys: Mapping[str, Sequence[str]]) -> bool:
+        """``pending_attach`` → ``attached``: every variable is set."""
+        return self._change([State.PENDING_ATTACH], **_settled(State.ATTACHED), keys=dict(keys))
+
+    def mark_detached(self) -> bool:
+        """``pending_detach`` → ``detached``: the chats are ended and the variables deleted."""
+        return self._change([State.PENDING_DETACH], **_settled(State.DETACHED), keys={})
+
+    def retry_later(
+        self, action: str, error: str, next_attempt_at: datetime, **fields: Any
+    ) -> bool:
+        """``pending_<action>``, and stays so: one more failed attempt, due again at
+        ``next_attempt_at``. ``fields``: what the attempt changed besides (the keys left)."""
+        return self._failed(action, error, next_attempt_at=next_attempt_at, **fields)
+
+    def mark_failed(self, action: str, error: str, **fields: Any) -> bool:
+        """``pending_<action>`` → ``failed``: the last attempt failed; nothing is due any more."""
+        return self._failed(action, error, state=State.FAILED, next_attempt_at=None, **fields)
+
+    def reset(self, stale_at: datetime) -> str | None:
+        """``failed`` → ``pending_<failed action>`` with no attempts (the admin's retry); the
+        action to run again, or ``None`` if the link was not failed. A failed attach whose
+        visitor has a newer live link can only detach: it becomes ``pending_detach``. A link
+        failed before any action was recorded is detached, the safe way to end it."""
+        action: str = self.failed_action or Action.DETACH
+        changes: dict[str, Any] = {
+            "state": pending_state(action),
+            "attempts": 0,
+            "next_attempt_at": stale_at,
+        }
+        try:
+            with transaction.atomic():
+                changed = self._change([State.FAILED], **changes)
+        except IntegrityError:  # the one-live-link constraint: the visitor is bound anew
+            action = Action.DETACH
+            changes["state"] = pending_state(action)
+            changed = self._change([State.FAILED], **changes)
+        return action if changed else None
+
+    def claim_expired(self, now: datetime, stale_at: datetime) -> bool:
+        """For one sweep only (see :meth:`_claim`): an expired link → ``pending_detach``."""
+        return self._claim(now, **_released(stale_at))
+
+    def claim_due(self, now: datetime, stale_at: datetime) -> bool:
+        """For one sweep only (see :meth:`_claim`): a due link, due again at ``stale_at`` should
+        this sweep die with it."""
+        return self._claim(now, next_attempt_at=stale_at)
+
+    def _failed(self, action: str, error: str, **fields: Any) -> bool:
+        attempts = self.attempts + 1
+        return self._change(
+            [pending_state(action)],
+            failed_action=action,
+            attempts=attempts,
+            last_error=error,
+            **fields,
+        )
+
+    def _claim(self, now: datetime, **fields: Any) -> bool:
+        """Change the link only if nobody did since it was read (same state, same
+        ``next_attempt_at``): this moves it out of the sweep's selections, so that no two sweeps
+        take it."""
+        unchanged = type(self).objects.filter(pk=self.pk, state=self.state)
+        if self.next_attempt_at is None:
+            unchanged = unchanged.filter(next_attempt_at__isnull=True)
+        else:
+            unchanged = unchanged.filter(next_attempt_at=self.next_attempt_at)
+        return self._apply(unchanged, {**fields, "updated_at": now})
+
+    def _change(self, states: Iterable[str], **fields: Any) -> bool:
+        """The one conditional update behind the transitions: only while the link is in one of
+        ``states``."""
+        links = type(self).objects.filter(pk=self.pk, state__in=list(states))
+        return self._apply(links, {**fields, "updated_at": clock.now()})
+
+    def _apply(self, links: models.QuerySet[VisitorLink], fields: dict[str, Any]) -> bool:
+        changed = bool(links.update(**fields))
+        if changed:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return changed
 
 
 class VisitorLease(models.Model):

@@ -15,10 +15,10 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from . import middleware, session, tasks
+from . import browser_logout, middleware, session, tasks
 from .conf import get_settings
 
-logger = logging.getLogger("django_giosg")
+logger = logging.getLogger(__name__)
 
 
 def on_user_logged_in(
@@ -28,7 +28,7 @@ def on_user_logged_in(
     try:
         if request is None or user is None or not get_settings().enabled:
             return
-        middleware.note_login(request)
+        browser_logout.note_login(request)
         store = request.session
         visitor_id = session.get_visitor_id(store)
         if visitor_id is None:
@@ -37,7 +37,7 @@ def on_user_logged_in(
             if visitor_id is None:
                 return  # not captured yet: the capture endpoint attaches when it arrives
             session.set_visitor_id(store, visitor_id, rooms)
-        tasks.attach_session(user, store)
+        tasks.bind_session(user, store)
     except Exception:
         logger.exception("django-giosg could not attach the visitor at login")
 
@@ -54,10 +54,10 @@ def on_user_logged_out(
         store = getattr(request, "session", {})
         browser_rooms = session.get_browser_rooms(store)
         rooms = list(dict.fromkeys([*settings.room_ids, *browser_rooms]))
-        middleware.note_logout(request, rooms)
+        browser_logout.note_logout(request, rooms)
         visitor_id = session.get_visitor_id(store)
         if visitor_id is not None:
-            tasks.detach_visitor(visitor_id, user.pk if user is not None else None)
+            tasks.release_visitor(visitor_id, user.pk if user is not None else None)
     except Exception:
         logger.exception("django-giosg could not detach the visitor at logout")
 
@@ -66,6 +66,6 @@ def on_user_pre_delete(sender: object, instance: Any = None, **kwargs: Any) -> N
     """A deleted user's visitors are detached (their links outlive them until then)."""
     try:
         if instance is not None and instance.pk is not None:
-            tasks.detach_user(instance.pk)
+            tasks.release_user(instance.pk)
     except Exception:
         logger.exception("django-giosg could not detach a deleted user's visitors")

@@ -1,19 +1,11 @@
 """The background work, and the entry points' way to start it.
 
 ``attach_task`` and ``detach_task`` take a link's id (JSON arguments only) and run
-:func:`services.attach` / :func:`services.detach`. Entry points (receivers, the capture view, the
-admin) call the functions below them, which change the rows and enqueue the tasks with
-``transaction.on_commit``, so a task never runs before the row it reads is committed.
-
-Where the work runs decides its limits:
-
-- **Inside an HTTP request** (the immediate backend, or a task backend that runs tasks in the
-  request): no retries, and the whole request waits for giosg at most ``INLINE_BUDGET`` seconds,
-  everything it triggers together. ``GiosgMiddleware`` opens that budget for each request
-  (:func:`request_budget`); its clock starts at the first call to giosg. Whatever is left undone
-  stays ``pending_*`` with the error recorded, for ``giosg_sweep``.
-- **Anywhere else** (a worker, a shell, the sweep): each call retried ``MAX_RETRIES`` times,
-  ``Retry-After`` honoured up to ``RETRY_AFTER_CAP``.
+:func:`~django_giosg.services.workflows.attach` / :func:`~django_giosg.services.workflows.detach`
+within the :mod:`~django_giosg.limits` of where they run. Entry points (receivers, middleware,
+the capture view, the admin, the commands) call the functions below them, which bind or release
+the rows and enqueue the tasks with ``transaction.on_commit``, so a task never runs before the
+row it reads is committed.
 
 Every error is caught here, at the task boundary, and logged; none reaches the auth flow.
 """
@@ -21,9 +13,7 @@ Every error is caught here, at the task boundary, and logged; none reaches the a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -31,52 +21,19 @@ from typing import Any
 from django.contrib.sessions.backends.base import SessionBase
 from django.db import transaction
 
-from . import services, session
+from . import session
 from ._compat import task
-from .client import GiosgClient, get_client
-from .conf import GiosgSettings, get_settings
+from .client import get_client
+from .conf import get_settings
+from .limits import call_limits
+from .models import Action
+from .services import links, rooms, workflows
+from .services import sweep as sweeping
+from .services.results import Result
 
-logger = logging.getLogger("django_giosg")
+logger = logging.getLogger(__name__)
 
-
-class _Budget:
-    """The time one request may still wait for giosg; it starts with the first call."""
-
-    def __init__(self) -> None:
-        self._deadline: float | None = None
-
-    def deadline(self, client: GiosgClient, seconds: float) -> float:
-        if self._deadline is None:
-            self._deadline = client.deadline_after(seconds)
-        return self._deadline
-
-
-_budget: ContextVar[_Budget | None] = ContextVar("django_giosg_budget", default=None)
-
-
-@contextmanager
-def request_budget() -> Iterator[None]:
-    """Mark the code inside as serving an HTTP request: giosg calls get one shared
-    ``INLINE_BUDGET`` and no retries."""
-    token = _budget.set(_Budget())
-    try:
-        yield
-    finally:
-        _budget.reset(token)
-
-
-def call_limits(client: GiosgClient, settings: GiosgSettings) -> tuple[float | None, int]:
-    """``(deadline, max_retries)`` for calls made now: see the module's docstring."""
-    budget = _budget.get()
-    if budget is None:
-        return None, settings.max_retries
-    return budget.deadline(client, settings.inline_budget), 0
-
-
-# -- the tasks ---------------------------------------------------------------------------------
-
-
-Workflow = Callable[..., services.Result]
+Workflow = Callable[..., Result]
 
 
 def _run(workflow: Workflow, link_id: int) -> dict[str, Any]:
@@ -85,8 +42,8 @@ def _run(workflow: Workflow, link_id: int) -> dict[str, Any]:
         if not settings.enabled:
             return {"link_id": link_id, "skipped": ["GIOSG is disabled"]}
         client = get_client()
-        deadline, max_retries = call_limits(client, settings)
-        result = workflow(link_id, client, settings, deadline=deadline, max_retries=max_retries)
+        limits = call_limits(client, settings)
+        result = workflow(link_id, client, settings, limits=limits)
     except Exception as err:
         logger.exception(
             "django-giosg: the %s of link %s failed; giosg_sweep retries it",
@@ -99,17 +56,19 @@ def _run(workflow: Workflow, link_id: int) -> dict[str, Any]:
 
 @task()
 def attach_task(link_id: int) -> dict[str, Any]:
-    """Set the variables of a ``pending_attach`` link (see :func:`services.attach`)."""
-    return _run(services.attach, link_id)
+    """Set the variables of a ``pending_attach`` link (see :func:`workflows.attach
+    <django_giosg.services.workflows.attach>`)."""
+    return _run(workflows.attach, link_id)
 
 
 @task()
 def detach_task(link_id: int) -> dict[str, Any]:
-    """End the chats and delete the variables of a link (see :func:`services.detach`)."""
-    return _run(services.detach, link_id)
+    """End the chats and delete the variables of a link (see :func:`workflows.detach
+    <django_giosg.services.workflows.detach>`)."""
+    return _run(workflows.detach, link_id)
 
 
-def sweep(*, limit: int | None = None, dry_run: bool = False) -> services.SweepReport | None:
+def run_sweep(*, limit: int | None = None, dry_run: bool = False) -> sweeping.SweepReport | None:
     """Run the sweep here and now (``giosg_sweep`` and :func:`sweep_task`); ``None`` while GIOSG
     is disabled. Raises :class:`~django_giosg.errors.GiosgConfigurationError`; giosg's own
     errors are recorded on the links, never raised."""
@@ -117,22 +76,16 @@ def sweep(*, limit: int | None = None, dry_run: bool = False) -> services.SweepR
     if not settings.enabled:
         return None
     client = get_client()
-    deadline, max_retries = call_limits(client, settings)
-    return services.sweep(
-        client,
-        settings,
-        limit=limit,
-        dry_run=dry_run,
-        deadline=deadline,
-        max_retries=max_retries,
-    )
+    limits = call_limits(client, settings)
+    return sweeping.sweep(client, settings, limit=limit, dry_run=dry_run, limits=limits)
 
 
 @task()
 def sweep_task(limit: int | None = None) -> dict[str, Any]:
-    """The sweep as a task, for a scheduler that enqueues it periodically (see :func:`sweep`)."""
+    """The sweep as a task, for a scheduler that enqueues it periodically (see
+    :func:`run_sweep`)."""
     try:
-        report = sweep(limit=limit)
+        report = run_sweep(limit=limit)
     except Exception as err:
         logger.exception("django-giosg: the sweep failed")
         return {"failed": [type(err).__name__]}
@@ -160,37 +113,37 @@ def _enqueue_on_commit(task_to_run: Any, link_ids: Iterable[int]) -> None:
 # -- what entry points call ----------------------------------------------------------------------
 
 
-def attach_visitor(
+def bind_visitor(
     user: Any,
     visitor_id: str,
     *,
     browser_rooms: Sequence[str] = (),
     session_expires_at: datetime | None = None,
 ) -> None:
-    """Bind ``visitor_id`` to ``user`` and set the variables once the transaction commits; an
-    older binding of the visitor (another user's) is detached first."""
+    """Bind ``visitor_id`` to ``user`` and attach it once the transaction commits; an older
+    binding of the visitor (another user's) is detached first."""
     settings = get_settings()
     if not settings.enabled:
         return
-    binding = services.bind(
+    plan = links.bind(
         user,
         visitor_id,
         settings,
         browser_rooms=browser_rooms,
         session_expires_at=session_expires_at,
     )
-    _enqueue_on_commit(detach_task, binding.detach)
-    _enqueue_on_commit(attach_task, [binding.attach] if binding.attach is not None else [])
+    _enqueue_on_commit(detach_task, plan.detach)
+    _enqueue_on_commit(attach_task, [plan.attach] if plan.attach is not None else [])
 
 
-def attach_session(user: Any, store: SessionBase) -> None:
+def bind_session(user: Any, store: SessionBase) -> None:
     """Bind the visitor of ``store`` (a session holding one) to ``user``, noting the binding and
     the session's expiry in the session (see :class:`~django_giosg.session.SessionBinding`)."""
     visitor_id = session.get_visitor_id(store)
     if visitor_id is None or not get_settings().enabled:
         return  # nothing to bind, or nothing to tell giosg
     expires_at = session.record_binding(store, session.user_key(user))
-    attach_visitor(
+    bind_visitor(
         user,
         visitor_id,
         browser_rooms=session.get_browser_rooms(store),
@@ -198,36 +151,47 @@ def attach_session(user: Any, store: SessionBase) -> None:
     )
 
 
-def note_session_expiry(visitor_id: str, user_key: str, expires_at: datetime) -> None:
-    """The session's expiry moved: so does its link's (:func:`services.note_session_expiry`)."""
+def follow_session_expiry(visitor_id: str, user_key: str, expires_at: datetime) -> None:
+    """The session's expiry moved: so does its link's (see :func:`links.follow_session_expiry
+    <django_giosg.services.links.follow_session_expiry>`)."""
     if get_settings().enabled:
-        services.note_session_expiry(visitor_id, user_key, expires_at)
+        links.follow_session_expiry(visitor_id, user_key, expires_at)
 
 
-def detach_visitor(visitor_id: str, user_id: object = None) -> None:
-    """The session of ``visitor_id`` ended: detach its links (of ``user_id``, if given)."""
+def release_visitor(visitor_id: str, user_id: object = None) -> None:
+    """The session of ``visitor_id`` ended: release its links (of ``user_id``, if given) and
+    detach them."""
     settings = get_settings()
     if settings.enabled:
-        _enqueue_on_commit(detach_task, services.release_visitor(visitor_id, user_id, settings))
+        _enqueue_on_commit(detach_task, links.release_visitor(visitor_id, user_id, settings))
 
 
-def detach_user(user_id: object) -> None:
-    """The user is being deleted: detach every link of theirs."""
+def release_user(user_id: object) -> None:
+    """The user is being deleted: release every link of theirs and detach them."""
     settings = get_settings()
     if settings.enabled:
-        _enqueue_on_commit(detach_task, services.release_user(user_id, settings))
+        _enqueue_on_commit(detach_task, links.release_user(user_id, settings))
 
 
-def detach_links(ids: Iterable[int]) -> int:
+def release_links(ids: Iterable[int]) -> int:
     """Detach these links now (the admin's action); how many were not detached already."""
-    released = services.release_links(ids, get_settings())
+    released = links.release_links(ids, get_settings())
     _enqueue_on_commit(detach_task, released)
     return len(released)
 
 
 def retry_links(ids: Iterable[int]) -> int:
     """Give failed links a fresh start (the admin's action); how many were failed."""
-    reset = services.reset_failed(ids, get_settings())
+    reset = links.reset_failed(ids, get_settings())
     for link_id, action in reset:
-        _enqueue_on_commit(attach_task if action == "attach" else detach_task, [link_id])
+        _enqueue_on_commit(attach_task if action == Action.ATTACH else detach_task, [link_id])
     return len(reset)
+
+
+def owned_rooms(room_ids: Iterable[str]) -> list[str]:
+    """``room_ids`` without the rooms the organization does not own, asked of giosg (through the
+    cached room list) within the limits of where this runs. Raises
+    :class:`~django_giosg.errors.GiosgError` when giosg cannot be asked."""
+    settings = get_settings()
+    client = get_client()
+    return rooms.filter_owned_rooms(room_ids, client, settings, call_limits(client, settings))

@@ -22,12 +22,11 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
-from . import services, session, tasks
-from .client import get_client
+from . import session, tasks
 from .conf import GiosgSettings, get_settings
 from .errors import GiosgError
 
-logger = logging.getLogger("django_giosg")
+logger = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json"
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
@@ -90,8 +89,8 @@ def _bind(request: HttpRequest, previous: str | None, visitor_id: str) -> None:
     rooms) is attached. Never fails the capture."""
     try:
         if previous is not None and previous != visitor_id:
-            tasks.detach_visitor(previous, request.user.pk)
-        tasks.attach_session(request.user, request.session)
+            tasks.release_visitor(previous, request.user.pk)
+        tasks.bind_session(request.user, request.session)
     except Exception:
         logger.exception("django-giosg could not attach the captured visitor")
 
@@ -159,12 +158,8 @@ def _owned_rooms(rooms: list[str], settings: GiosgSettings) -> list[str]:
     only when ``USE_BROWSER_ROOMS`` is on; within the request's budget and without retries."""
     if not rooms or not (settings.enabled and settings.use_browser_rooms):
         return []
-    client = get_client()
-    deadline, max_retries = tasks.call_limits(client, settings)
     try:
-        return services.filter_owned_rooms(
-            rooms, client, settings, deadline=deadline, max_retries=max_retries
-        )
+        return tasks.owned_rooms(rooms)
     except GiosgError as err:
         logger.warning("Could not check the browser's rooms with giosg, none kept: %s", err)
         return []

@@ -13,9 +13,10 @@ from django.core.management import call_command
 from django.http import HttpResponse
 from django.test import Client
 
-from django_giosg import services, tasks
+from django_giosg import tasks
 from django_giosg.conf import get_settings
 from django_giosg.models import State, VisitorLink
+from django_giosg.services import links
 from django_giosg.session import SESSION_KEY
 from django_giosg.testing import GiosgSimulator
 
@@ -75,7 +76,7 @@ def attached(
 ) -> VisitorLink:
     """A visitor with an open chat, bound to ``user`` and attached (its task ran at commit)."""
     sim.seed_visitor(visitor_id, rooms=sim.room_ids[:1], open_chats=1)
-    tasks.attach_visitor(user, visitor_id, session_expires_at=expires_at)
+    tasks.bind_visitor(user, visitor_id, session_expires_at=expires_at)
     link: VisitorLink = VisitorLink.objects.get(visitor_id=visitor_id, user=user)
     assert link.state == State.ATTACHED
     return link
@@ -83,7 +84,7 @@ def attached(
 
 def lost_detach(link: VisitorLink) -> None:
     """The link is released but its detach task never runs (a worker lost it)."""
-    services.release_links([link.pk], get_settings())
+    links.release_links([link.pk], get_settings())
     link.refresh_from_db()
     assert link.state == State.PENDING_DETACH
 

@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.test import override_settings
 from django.utils import timezone
 
-from django_giosg import conf, services
+from django_giosg import conf
 from django_giosg.client import GiosgClient
 
 TOKEN = "tok-3f1c-SECRET-do-not-log"
@@ -57,7 +57,7 @@ class FakeClock:
 
 
 class LinkClock:
-    """The links' "now" (``services.clock``): real time until the test sets it."""
+    """The links' "now" (``clock.now``): real time until the test sets it."""
 
     def __init__(self) -> None:
         self.now: datetime | None = None
@@ -77,7 +77,7 @@ class LinkClock:
 def link_clock(monkeypatch: pytest.MonkeyPatch) -> LinkClock:
     """Inject a :class:`LinkClock` into the services: backoff, staleness, expiry, pruning."""
     fake = LinkClock()
-    monkeypatch.setattr(services, "clock", fake)
+    monkeypatch.setattr("django_giosg.clock.now", fake)
     return fake
 
 

@@ -1,4 +1,4 @@
-"""services.attach and services.detach against mocked HTTP (``responses``): each answer giosg may
+"""workflows.attach and workflows.detach against mocked HTTP (``responses``): each answer giosg may
 give, the records on the link, the backoff and the signals."""
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from django.contrib.auth.models import AbstractUser
 from django.core.cache import cache
 from django.utils import timezone
 
-from django_giosg import conf, services, signals
+from django_giosg import clock, conf, signals
 from django_giosg.client import GiosgClient
+from django_giosg.limits import CallLimits
 from django_giosg.models import State, VisitorLease, VisitorLink
+from django_giosg.services import failures, leases, links, workflows
 
 from .conftest import CHAT, ORG, ORG_URL, ROOM, VISITOR, load_settings
 
@@ -87,7 +89,7 @@ def test_attach_sets_every_key_in_every_room(
 ) -> None:
     mocked.post(VARIABLES_URL, status=201, json={})
     link = link_for(user)
-    result = services.attach(link.pk, client, giosg())
+    result = workflows.attach(link.pk, client, giosg())
     assert result.ok
     assert result.set == {ROOM: ["username", "user_id"], ROOM_2: ["username", "user_id"]}
     assert bodies(mocked) == sorted(
@@ -118,7 +120,7 @@ def test_a_custom_callable_none_values_and_invalid_keys(
     mocked.post(VARIABLES_URL, status=201, json={})
     link = link_for(user)
     with caplog.at_level(logging.WARNING, "django_giosg"):
-        result = services.attach(link.pk, client, giosg(VARIABLES=variables, ROOM_IDS=[ROOM]))
+        result = workflows.attach(link.pk, client, giosg(VARIABLES=variables, ROOM_IDS=[ROOM]))
     assert result.set == {ROOM: ["plan", "level"]}
     assert bodies(mocked) == [
         b'{"key": "level", "value": "3"}',
@@ -132,7 +134,7 @@ def test_variables_that_are_empty_attach_without_keys(
     client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
 ) -> None:
     link = link_for(user)
-    result = services.attach(link.pk, client, giosg(VARIABLES=lambda user: None))
+    result = workflows.attach(link.pk, client, giosg(VARIABLES=lambda user: None))
     assert result.ok
     assert len(mocked.calls) == 0
     link.refresh_from_db()
@@ -157,7 +159,7 @@ def test_a_broken_variables_callable_is_recorded(
     error: str,
 ) -> None:
     link = link_for(user)
-    result = services.attach(link.pk, client, giosg(VARIABLES=variables))
+    result = workflows.attach(link.pk, client, giosg(VARIABLES=variables))
     assert not result.ok
     assert len(mocked.calls) == 0
     link.refresh_from_db()
@@ -171,9 +173,9 @@ def test_only_a_pending_attach_is_attached(
 ) -> None:
     for state in (State.ATTACHED, State.PENDING_DETACH, State.DETACHED, State.FAILED):
         link = link_for(user, state=state)
-        result = services.attach(link.pk, client, giosg())
+        result = workflows.attach(link.pk, client, giosg())
         assert result.skipped == ["the link is not pending attach"]
-    assert services.attach(12345, client, giosg()).skipped == ["the link is not pending attach"]
+    assert workflows.attach(12345, client, giosg()).skipped == ["the link is not pending attach"]
     assert len(mocked.calls) == 0
 
 
@@ -184,7 +186,7 @@ def test_a_room_giosg_does_not_know_is_skipped_and_the_room_list_refreshed(
     mocked.post(f"{ORG_URL}/rooms/{ROOM}/visitors/{VISITOR}/variables", status=201, json={})
     mocked.post(f"{ORG_URL}/rooms/{ROOM_2}/visitors/{VISITOR}/variables", status=404, json={})
     link = link_for(user)
-    result = services.attach(link.pk, client, giosg())
+    result = workflows.attach(link.pk, client, giosg())
     assert result.ok
     assert result.set == {ROOM: ["username", "user_id"]}
     assert result.skipped == [f"room {ROOM_2}: not found for this visitor"] * 2
@@ -200,7 +202,7 @@ def test_an_attach_without_its_user_detaches_instead(
     chats_of(mocked, ROOM)
     chats_of(mocked, SHARED)
     link = link_for(None)
-    result = services.attach(link.pk, client, giosg())
+    result = workflows.attach(link.pk, client, giosg())
     assert result.cancelled
     assert result.ok
     link.refresh_from_db()
@@ -225,7 +227,7 @@ def test_failures_back_off_and_end_failed_with_one_signal(
     try:
         for attempt in (1, 2):
             before = timezone.now()
-            services.attach(link.pk, client, settings)
+            workflows.attach(link.pk, client, settings)
             link.refresh_from_db()
             assert link.state == State.PENDING_ATTACH
             assert link.attempts == attempt
@@ -235,13 +237,13 @@ def test_failures_back_off_and_end_failed_with_one_signal(
             delay = (link.next_attempt_at - before).total_seconds()
             assert low - 1 <= delay <= high + 1
         with caplog.at_level(logging.ERROR, "django_giosg"):
-            services.attach(link.pk, client, settings)
+            workflows.attach(link.pk, client, settings)
         link.refresh_from_db()
         assert link.state == State.FAILED
         assert link.attempts == 3
         assert link.next_attempt_at is None
         assert "gave up on the attach" in caplog.text
-        services.attach(link.pk, client, settings)  # failed is final: skipped, no signal
+        workflows.attach(link.pk, client, settings)  # failed is final: skipped, no signal
     finally:
         signals.visitor_failed.disconnect(failed)
     assert len(failures) == 1
@@ -250,9 +252,9 @@ def test_failures_back_off_and_end_failed_with_one_signal(
 
 
 def test_the_backoff_is_capped_at_six_hours(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(services, "jitter", lambda: 1.0)
-    assert services._backoff(1, giosg(SWEEP_BACKOFF=60.0)) == 90.0
-    assert services._backoff(30, giosg(SWEEP_BACKOFF=60.0)) == 6 * 3600
+    monkeypatch.setattr(clock, "jitter", lambda: 1.0)
+    assert failures.link_backoff(1, giosg(SWEEP_BACKOFF=60.0)) == 90.0
+    assert failures.link_backoff(30, giosg(SWEEP_BACKOFF=60.0)) == 6 * 3600
 
 
 # -- detach --------------------------------------------------------------------------------------
@@ -267,7 +269,7 @@ def test_detach_ends_owned_chats_skips_shared_ones_and_deletes_the_keys(
     mocked.patch(f"{ORG_URL}/owned_chats/{CHAT}", json={**chat(), "is_ended": True})
     mocked.delete(DELETE_URL, status=204)
     link = link_for(user, state=State.ATTACHED, keys={ROOM: ["username", "user_id"]})
-    result = services.detach(link.pk, client, giosg())
+    result = workflows.detach(link.pk, client, giosg())
     assert result.ok
     assert result.ended == [CHAT]
     assert sorted(result.skipped) == [
@@ -289,7 +291,7 @@ def test_already_gone_counts_as_done(
     chats_of(mocked, SHARED)
     mocked.delete(DELETE_URL, status=404, json={"detail": "Not found."})
     link = link_for(user, state=State.ATTACHED, keys={ROOM: ["username"]})
-    result = services.detach(link.pk, client, giosg())
+    result = workflows.detach(link.pk, client, giosg())
     assert result.ok
     assert result.deleted == {ROOM: ["username"]}
     link.refresh_from_db()
@@ -306,7 +308,7 @@ def test_a_chat_giosg_refuses_to_end_is_read_again(
     mocked.patch(f"{ORG_URL}/owned_chats/{CHAT}", status=400, json={"detail": "locked"})
     mocked.get(f"{ORG_URL}/owned_chats/{CHAT}", json={**chat(), "is_ended": ended})
     link = link_for(user, state=State.ATTACHED)
-    result = services.detach(link.pk, client, giosg())
+    result = workflows.detach(link.pk, client, giosg())
     assert result.ok is ok
     assert result.ended == ([CHAT] if ended else [])
     link.refresh_from_db()
@@ -320,7 +322,7 @@ def test_a_failed_detach_keeps_the_keys_not_deleted_yet(
     mocked.delete(f"{ORG_URL}/rooms/{ROOM}/visitors/{VISITOR}/variables/username", status=204)
     mocked.delete(f"{ORG_URL}/rooms/{ROOM}/visitors/{VISITOR}/variables/user_id", status=503)
     link = link_for(user, state=State.ATTACHED, keys={ROOM: ["username", "user_id"]})
-    result = services.detach(link.pk, client, giosg(), max_retries=0)
+    result = workflows.detach(link.pk, client, giosg(), limits=CallLimits(max_retries=0))
     assert not result.ok
     assert any(failure.startswith("listing the rooms") for failure in result.failed)
     link.refresh_from_db()
@@ -337,12 +339,12 @@ def test_detach_cancels_a_pending_attach_and_skips_a_detached_link(
     chats_of(mocked, ROOM)
     chats_of(mocked, SHARED)
     link = link_for(user)  # pending_attach
-    assert services.detach(link.pk, client, giosg()).ok
+    assert workflows.detach(link.pk, client, giosg()).ok
     link.refresh_from_db()
     assert link.state == State.DETACHED
     calls = len(mocked.calls)
-    assert services.detach(link.pk, client, giosg()).skipped == ["the link is detached already"]
-    assert services.attach(link.pk, client, giosg()).skipped == ["the link is not pending attach"]
+    assert workflows.detach(link.pk, client, giosg()).skipped == ["the link is detached already"]
+    assert workflows.attach(link.pk, client, giosg()).skipped == ["the link is not pending attach"]
     assert len(mocked.calls) == calls
 
 
@@ -356,7 +358,9 @@ def test_a_visitor_held_by_another_worker_is_retried_later(
         visitor_id=VISITOR, holder="other", expires_at=timezone.now() + timedelta(minutes=5)
     )
     link = link_for(user)
-    result = services.attach(link.pk, client, giosg(), deadline=client.deadline_after(0.01))
+    result = workflows.attach(
+        link.pk, client, giosg(), limits=CallLimits(client.deadline_after(0.01))
+    )
     assert result.failed == [f"another attach or detach of visitor {VISITOR} was still running"]
     assert len(mocked.calls) == 0
     link.refresh_from_db()
@@ -372,7 +376,7 @@ def test_an_expired_lease_is_taken_over_and_released(
     )
     mocked.post(VARIABLES_URL, status=201, json={})
     link = link_for(user)
-    assert services.attach(link.pk, client, giosg()).ok
+    assert workflows.attach(link.pk, client, giosg()).ok
     assert not VisitorLease.objects.exists()
 
 
@@ -381,8 +385,8 @@ def test_an_expired_lease_is_taken_over_and_released(
 
 def test_bind_supersedes_another_users_live_link(user: AbstractUser) -> None:
     bob = get_user_model().objects.create_user("bob")
-    first = services.bind(user, VISITOR, giosg())
-    second = services.bind(bob, VISITOR, giosg())
+    first = links.bind(user, VISITOR, giosg())
+    second = links.bind(bob, VISITOR, giosg())
     assert first.attach is not None
     assert second.detach == [first.attach]
     states = dict(VisitorLink.objects.values_list("pk", "state"))
@@ -392,8 +396,8 @@ def test_bind_supersedes_another_users_live_link(user: AbstractUser) -> None:
 def test_bind_of_an_attached_link_only_reattaches_for_new_rooms(user: AbstractUser) -> None:
     settings = giosg(USE_BROWSER_ROOMS=True)
     link = link_for(user, state=State.ATTACHED, browser_rooms=[ROOM_2])
-    assert services.bind(user, VISITOR, settings, browser_rooms=[ROOM_2]).attach is None
-    assert services.bind(user, VISITOR, settings, browser_rooms=[SHARED]).attach == link.pk
+    assert links.bind(user, VISITOR, settings, browser_rooms=[ROOM_2]).attach is None
+    assert links.bind(user, VISITOR, settings, browser_rooms=[SHARED]).attach == link.pk
     link.refresh_from_db()
     assert link.state == State.PENDING_ATTACH
     assert link.browser_rooms == [ROOM_2, SHARED]
@@ -406,7 +410,7 @@ def test_retry_resets_only_failed_links(user: AbstractUser) -> None:
     )
     attached = VisitorLink.objects.create(visitor_id="e" * 32, state=State.ATTACHED)
     ids = [failed_attach.pk, failed_detach.pk, attached.pk]
-    reset = services.reset_failed(ids, giosg())
+    reset = links.reset_failed(ids, giosg())
     assert sorted(reset) == sorted([(failed_attach.pk, "attach"), (failed_detach.pk, "detach")])
     states = dict(VisitorLink.objects.values_list("pk", "state"))
     assert states[failed_attach.pk] == State.PENDING_ATTACH
@@ -420,7 +424,7 @@ def test_retry_resets_only_failed_links(user: AbstractUser) -> None:
 def test_retry_of_a_failed_attach_whose_visitor_moved_on_detaches(user: AbstractUser) -> None:
     failed = link_for(user, state=State.FAILED, failed_action="attach")
     link_for(user)  # a newer live link of the visitor
-    assert services.reset_failed([failed.pk], giosg()) == [(failed.pk, "detach")]
+    assert links.reset_failed([failed.pk], giosg()) == [(failed.pk, "detach")]
     failed.refresh_from_db()
     assert failed.state == State.PENDING_DETACH
 
@@ -440,13 +444,13 @@ def test_the_default_variables() -> None:
 
 def meanwhile(monkeypatch: pytest.MonkeyPatch, change: Callable[[], object]) -> None:
     """Run ``change`` just as the visitor's lease is taken (another worker got there first)."""
-    take = services._take_lease
+    take = leases._take_lease
 
     def take_after_change(visitor_id: str, seconds: float) -> str | None:
         change()
         return take(visitor_id, seconds)
 
-    monkeypatch.setattr(services, "_take_lease", take_after_change)
+    monkeypatch.setattr(leases, "_take_lease", take_after_change)
 
 
 def test_an_attach_overtaken_before_its_lease_does_nothing(
@@ -457,7 +461,7 @@ def test_an_attach_overtaken_before_its_lease_does_nothing(
 ) -> None:
     link = link_for(user)
     meanwhile(monkeypatch, lambda: VisitorLink.objects.update(state=State.PENDING_DETACH))
-    assert services.attach(link.pk, client, giosg()).skipped == ["the link is not pending attach"]
+    assert workflows.attach(link.pk, client, giosg()).skipped == ["the link is not pending attach"]
     assert len(mocked.calls) == 0
 
 
@@ -469,7 +473,7 @@ def test_a_detach_overtaken_before_its_lease_does_nothing(
 ) -> None:
     link = link_for(user, state=State.ATTACHED)
     meanwhile(monkeypatch, lambda: VisitorLink.objects.update(state=State.DETACHED))
-    assert services.detach(link.pk, client, giosg()).skipped == ["the link is detached already"]
+    assert workflows.detach(link.pk, client, giosg()).skipped == ["the link is detached already"]
     assert len(mocked.calls) == 0
 
 
@@ -480,7 +484,9 @@ def test_a_busy_visitor_is_recorded_on_a_detach_too(
         visitor_id=VISITOR, holder="other", expires_at=timezone.now() + timedelta(minutes=5)
     )
     link = link_for(user, state=State.ATTACHED)
-    result = services.detach(link.pk, client, giosg(), deadline=client.deadline_after(0.01))
+    result = workflows.detach(
+        link.pk, client, giosg(), limits=CallLimits(client.deadline_after(0.01))
+    )
     assert not result.ok
     link.refresh_from_db()
     assert (link.state, link.attempts, link.failed_action) == (State.PENDING_DETACH, 1, "detach")
@@ -492,7 +498,7 @@ def test_an_attach_waits_for_the_previous_binding_to_be_detached(
     mocked.get(f"{ORG_URL}/rooms", status=503)
     previous = link_for(None, state=State.PENDING_DETACH)
     link = link_for(user)
-    result = services.attach(link.pk, client, giosg(), max_retries=0)
+    result = workflows.attach(link.pk, client, giosg(), limits=CallLimits(max_retries=0))
     assert result.failed == ["the visitor's previous binding could not be detached first"]
     assert not any(call.request.method == "POST" for call in mocked.calls)
     link.refresh_from_db()
@@ -510,7 +516,7 @@ def test_failing_chat_calls_fail_the_detach(
     mocked.patch(f"{ORG_URL}/owned_chats/{CHAT}", status=403, json={})
     mocked.get(f"{ORG_URL}/owned_chats/{CHAT}", status=403, json={})
     link = link_for(user, state=State.ATTACHED)
-    result = services.detach(link.pk, client, giosg(), max_retries=0)
+    result = workflows.detach(link.pk, client, giosg(), limits=CallLimits(max_retries=0))
     assert sorted(failure.split(":")[0] for failure in result.failed) == [
         f"ending chat {CHAT}",
         f"listing the chats in room {SHARED}",
@@ -532,7 +538,7 @@ def test_an_unexpected_error_in_a_call_is_a_failure_not_a_crash(
 
     monkeypatch.setattr(client, "delete_variable", broken)
     link = link_for(user, state=State.ATTACHED, keys={ROOM: ["username"]})
-    result = services.detach(link.pk, client, giosg())
+    result = workflows.detach(link.pk, client, giosg())
     assert result.failed == ["unexpected RuntimeError in _delete"]
 
 
@@ -550,7 +556,7 @@ def test_the_previous_binding_is_detached_before_the_new_one_is_set(
     mocked.post(VARIABLES_URL, status=201, json={})
     previous = link_for(None, state=State.PENDING_DETACH, keys={ROOM: ["username"]})
     link = link_for(user)
-    assert services.attach(link.pk, client, giosg()).ok
+    assert workflows.attach(link.pk, client, giosg()).ok
     methods = [call.request.method for call in mocked.calls]
     assert methods.index("POST") > methods.index("DELETE")
     assert methods.count("POST") == 4
@@ -578,7 +584,7 @@ def test_an_attach_overtaken_during_its_calls_undoes_them(
     chats_of(mocked, ROOM)
     chats_of(mocked, SHARED)
     mocked.delete(DELETE_URL, status=204)
-    result = services.attach(link.pk, client, giosg())
+    result = workflows.attach(link.pk, client, giosg())
     assert result.cancelled
     assert result.ok
     deleted = [call for call in mocked.calls if call.request.method == "DELETE"]
@@ -597,8 +603,8 @@ def test_bind_gives_up_loudly_when_every_try_loses_a_race(
 
     monkeypatch.setattr(VisitorLink.objects, "create", always_taken)
     with caplog.at_level(logging.ERROR, "django_giosg"):
-        binding = services.bind(user, VISITOR, giosg())
-    assert binding == services.Binding(attach=None, detach=[])
+        binding = links.bind(user, VISITOR, giosg())
+    assert binding == links.BindPlan(attach=None, detach=[])
     assert f"Could not bind visitor {VISITOR}" in caplog.text
 
 

@@ -13,9 +13,12 @@ from django.http import HttpResponse
 from django.test import RequestFactory
 from django.utils import timezone
 
-from django_giosg import middleware, services, session, tasks
+from django_giosg import middleware, session, tasks
 from django_giosg.conf import get_settings
 from django_giosg.models import State, VisitorLink
+from django_giosg.services import sweep as sweeping
+from django_giosg.services import workflows
+from django_giosg.services.results import Result
 from django_giosg.testing import GiosgSimulator
 
 from .browsing import VISITOR, Browser, attached, lost_detach, make_user, only_link, sweep
@@ -53,7 +56,7 @@ def test_a_response_that_is_not_saved_records_no_expiry(monkeypatch: pytest.Monk
     session.record_binding(store, "7", timezone.now())
     store.set_expiry(3600)  # moved by almost two weeks, and the session is modified
     noted: list[object] = []
-    monkeypatch.setattr(tasks, "note_session_expiry", lambda *args: noted.append(args))
+    monkeypatch.setattr(tasks, "follow_session_expiry", lambda *args: noted.append(args))
     middleware._refresh_expiry(store, HttpResponse(status=500))  # SessionMiddleware won't save
     assert noted == []
     middleware._refresh_expiry(store, HttpResponse())
@@ -67,9 +70,9 @@ def test_entry_helpers_do_nothing_while_disabled(settings: Any) -> None:
     settings.GIOSG = {**settings.GIOSG, "ENABLED": False}
     store = SessionStore()
     session.set_visitor_id(store, VISITOR)
-    tasks.attach_session(ann, store)
-    tasks.note_session_expiry(VISITOR, str(ann.pk), timezone.now())
-    tasks.detach_visitor(VISITOR)
+    tasks.bind_session(ann, store)
+    tasks.follow_session_expiry(VISITOR, str(ann.pk), timezone.now())
+    tasks.release_visitor(VISITOR)
     assert session.get_binding(store) is None
     link.refresh_from_db()
     assert (link.state, link.session_expires_at) == (State.ATTACHED, None)
@@ -94,7 +97,7 @@ def test_an_error_while_keeping_the_binding_never_breaks_the_page(
     def broken(*args: object) -> None:
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(tasks, "detach_visitor", broken)
+    monkeypatch.setattr(tasks, "release_visitor", broken)
     with caplog.at_level(logging.ERROR, "django_giosg"):
         assert browser.http.get("/data/").status_code == 200
     assert "could not keep the session's binding in step" in caplog.text
@@ -120,10 +123,10 @@ def test_a_bug_in_one_link_leaves_it_for_a_later_sweep(
     lost_detach(link)
     now = link_clock.advance(get_settings().pending_stale_after)
 
-    def broken(*args: object, **kwargs: object) -> services.Result:
+    def broken(*args: object, **kwargs: object) -> Result:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(services, "detach", broken)
+    monkeypatch.setattr(workflows, "detach", broken)
     with caplog.at_level(logging.ERROR, "django_giosg"):
         assert "1 due link(s): 0 done, 1 to retry" in sweep()
     assert f"the sweep could not work link {link.pk}" in caplog.text
@@ -139,13 +142,13 @@ def test_a_link_another_worker_finished_first_is_skipped(
     link = attached(giosg, VISITOR, make_user("ann"))
     lost_detach(link)
     link_clock.advance(get_settings().pending_stale_after)
-    real_detach = services.detach
+    real_detach = workflows.detach
 
-    def overtaken(link_id: int, *args: Any, **kwargs: Any) -> services.Result:
+    def overtaken(link_id: int, *args: Any, **kwargs: Any) -> Result:
         real_detach(link_id, *args, **kwargs)  # a worker's detach_task, just before ours
         return real_detach(link_id, *args, **kwargs)
 
-    monkeypatch.setattr(services, "detach", overtaken)
+    monkeypatch.setattr(workflows, "detach", overtaken)
     assert "1 due link(s): 0 done, 0 to retry, 0 failed, 1 skipped" in sweep()
     assert only_link().state == State.DETACHED
 
@@ -176,13 +179,13 @@ def test_where_the_database_skips_locked_rows_the_sweep_locks_its_candidates(
     link_clock.advance(get_settings().pending_stale_after)
     monkeypatch.setattr(connection.features, "has_select_for_update_skip_locked", True)
     locked: list[bool] = []
-    real_take = services._take_unchanged
+    real_take = sweeping._take_unchanged
 
     def take(links: Any, *args: Any) -> VisitorLink | None:
         locked.append(links.query.select_for_update and connection.in_atomic_block)
         return real_take(links, *args)
 
-    monkeypatch.setattr(services, "_take_unchanged", take)
+    monkeypatch.setattr(sweeping, "_take_unchanged", take)
     assert "0 expired and 1 due link(s): 1 done" in sweep()
     assert locked == [True, True, True]  # expired: none; due: the link, then none left
 
@@ -201,7 +204,7 @@ def test_a_link_changed_since_it_was_read_is_not_taken() -> None:
     seen: set[int] = set()
     later = now + timedelta(minutes=10)
     candidates: Any = [read_before, second]  # as the sweep read them, one of them since taken
-    taken = services._take_unchanged(candidates, seen, {"next_attempt_at": later})
+    taken = sweeping._take_unchanged(candidates, seen, lambda link: link.claim_due(now, later))
     assert taken is not None
     assert taken.pk == second.pk
     assert seen == {first.pk, second.pk}
@@ -209,5 +212,7 @@ def test_a_link_changed_since_it_was_read_is_not_taken() -> None:
     assert first.next_attempt_at == now + timedelta(hours=1)  # left to whoever took it
     # back in the selection within the same run (it should never be): not taken twice
     VisitorLink.objects.filter(pk=second.pk).update(next_attempt_at=now)
-    assert services._take_unchanged(candidates, seen, {"next_attempt_at": later}) is None
+    assert (
+        sweeping._take_unchanged(candidates, seen, lambda link: link.claim_due(now, later)) is None
+    )
     assert VisitorLink.objects.get(pk=second.pk).next_attempt_at == now

@@ -156,7 +156,7 @@ def test_get_chat_and_check_credentials_parse_the_body(
 ) -> None:
     mocked.get(CHAT_URL, json=chat_json(is_ended=True))
     mocked.get(ME_URL, json={"id": "u1", "first_name": "Bot"})
-    assert client.get_chat(CHAT) == Chat(CHAT, ROOM, ORG, is_ended=True)
+    assert client.get_chat(CHAT) == Chat(CHAT, ORG, is_ended=True)
     assert client.check_credentials() == {"id": "u1", "first_name": "Bot"}
 
 

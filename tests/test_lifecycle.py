@@ -17,7 +17,7 @@ from django.db import connection
 from django.test import override_settings
 
 from django_giosg import signals
-from django_giosg.middleware import LOGOUT_COOKIE
+from django_giosg.browser_logout import LOGOUT_COOKIE
 from django_giosg.models import State, VisitorLink
 from django_giosg.testing import GiosgSimulator
 

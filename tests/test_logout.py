@@ -15,8 +15,8 @@ from django.core import signing
 from django.http import HttpResponse
 from django.test import Client, RequestFactory, override_settings
 
-from django_giosg import middleware
-from django_giosg.middleware import LOGOUT_COOKIE, LOGOUT_COOKIE_AGE, LOGOUT_SALT
+from django_giosg import browser_logout
+from django_giosg.browser_logout import LOGOUT_COOKIE, LOGOUT_COOKIE_AGE, LOGOUT_SALT
 from django_giosg.session import ROOMS_SESSION_KEY, SESSION_KEY
 
 from .conftest import VISITOR
@@ -174,7 +174,7 @@ def test_a_signal_without_a_request_or_user_is_ignored(caplog: pytest.LogCapture
 def test_a_request_without_a_session_still_gets_the_configured_rooms() -> None:
     request = RequestFactory().get("/")
     user_logged_out.send(sender=None, request=request, user=None)
-    assert middleware.pending_logout_rooms(request) == [ROOM_ID]
+    assert browser_logout.pending_logout_rooms(request) == [ROOM_ID]
 
 
 def test_a_broken_configuration_never_breaks_the_logout(

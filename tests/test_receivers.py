@@ -12,10 +12,12 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client, RequestFactory
 
-from django_giosg import receivers, services, tasks
+from django_giosg import browser_logout, limits, receivers, tasks
 from django_giosg.client import GiosgClient
 from django_giosg.conf import get_settings
 from django_giosg.models import State, VisitorLink
+from django_giosg.services import workflows
+from django_giosg.services.results import Result
 from django_giosg.session import SESSION_KEY
 
 from .conftest import VISITOR
@@ -76,9 +78,9 @@ def test_an_error_in_a_receiver_never_reaches_the_login(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(tasks, "attach_visitor", broken)
-    monkeypatch.setattr(tasks, "detach_visitor", broken)
-    monkeypatch.setattr(tasks, "detach_user", broken)
+    monkeypatch.setattr(tasks, "bind_visitor", broken)
+    monkeypatch.setattr(tasks, "release_visitor", broken)
+    monkeypatch.setattr(tasks, "release_user", broken)
     user = get_user_model().objects.create_user("ann", password="pw-1815")
     browser = Client()
     session = browser.session
@@ -105,10 +107,10 @@ def test_a_task_does_nothing_while_disabled(settings: Any) -> None:
 def test_a_task_catches_and_logs_everything(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(*args: object, **kwargs: object) -> services.Result:
+    def broken(*args: object, **kwargs: object) -> Result:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(services, "detach", broken)
+    monkeypatch.setattr(workflows, "detach", broken)
     with caplog.at_level(logging.ERROR, "django_giosg"):
         assert tasks.detach_task.call(7) == {"link_id": 7, "failed": ["RuntimeError"]}
     assert "the broken of link 7 failed; giosg_sweep retries it" in caplog.text
@@ -130,14 +132,14 @@ def test_a_task_that_cannot_be_enqueued_is_left_to_the_sweep(
 
 def test_calls_in_a_request_share_one_budget_and_make_no_retries(client: GiosgClient) -> None:
     settings = get_settings()
-    assert tasks.call_limits(client, settings) == (None, settings.max_retries)
-    with tasks.request_budget():
-        deadline, retries = tasks.call_limits(client, settings)
+    assert limits.call_limits(client, settings) == (None, settings.max_retries)
+    with limits.request_budget():
+        deadline, retries = limits.call_limits(client, settings)
         assert retries == 0
         assert deadline == client.deadline_after(settings.inline_budget)
         client._clock.now += 1.5  # type: ignore[attr-defined]
-        assert tasks.call_limits(client, settings) == (deadline, 0)  # not renewed
-    assert tasks.call_limits(client, settings) == (None, settings.max_retries)
+        assert limits.call_limits(client, settings) == (deadline, 0)  # not renewed
+    assert limits.call_limits(client, settings) == (None, settings.max_retries)
 
 
 def test_a_failing_attach_never_fails_a_capture(
@@ -149,7 +151,7 @@ def test_a_failing_attach_never_fails_a_capture(
     get_user_model().objects.create_user("ann", password="pw-1815")
     browser = Client()
     assert browser.login(username="ann", password="pw-1815")
-    monkeypatch.setattr(tasks, "attach_visitor", broken)
+    monkeypatch.setattr(tasks, "bind_visitor", broken)
     with caplog.at_level(logging.ERROR, "django_giosg"):
         response = browser.post(
             "/giosg/visitor/", {"visitor_id": VISITOR}, content_type="application/json"
@@ -162,18 +164,16 @@ def test_a_failing_attach_never_fails_a_capture(
 def test_entry_points_change_nothing_while_disabled(settings: Any) -> None:
     settings.GIOSG = {"ENABLED": False}
     user = get_user_model().objects.create_user("ann")
-    tasks.attach_visitor(user, VISITOR)
+    tasks.bind_visitor(user, VISITOR)
     assert not VisitorLink.objects.exists()
 
 
 def test_a_login_in_the_request_hides_an_earlier_logouts_cleanup() -> None:
-    from django_giosg import middleware
-
     request = RequestFactory().get("/")
-    middleware.note_logout(request, ["room"])
-    assert middleware.pending_logout_rooms(request) == ["room"]
-    middleware.note_login(request)
-    assert middleware.pending_logout_rooms(request) is None
+    browser_logout.note_logout(request, ["room"])
+    assert browser_logout.pending_logout_rooms(request) == ["room"]
+    browser_logout.note_login(request)
+    assert browser_logout.pending_logout_rooms(request) is None
 
 
 def test_the_middleware_works_without_a_session() -> None:

@@ -24,10 +24,11 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from django_giosg import services, signals, tasks
+from django_giosg import clock, signals, tasks
 from django_giosg.client import get_client
 from django_giosg.conf import get_settings
 from django_giosg.models import State, VisitorLease, VisitorLink
+from django_giosg.services import failures, links, workflows
 from django_giosg.testing import GiosgSimulator
 
 from .browsing import attached, lost_detach, make_user, reloaded, sweep
@@ -61,7 +62,7 @@ def test_an_expired_pending_attach_is_detached_without_attaching(
     giosg.seed_visitor(VISITORS[0], rooms=giosg.room_ids[:1], open_chats=1)
     expires_at = timezone.now() + HOUR
     # bound at login, but the attach task was lost
-    services.bind(make_user("ann"), VISITORS[0], get_settings(), session_expires_at=expires_at)
+    links.bind(make_user("ann"), VISITORS[0], get_settings(), session_expires_at=expires_at)
     link_clock.set(expires_at + timedelta(seconds=get_settings().expiry_grace))
     assert sweep() == (
         "giosg_sweep: 1 expired and 0 due link(s): 1 done, 0 to retry, 0 failed, 0 skipped; "
@@ -85,7 +86,7 @@ def test_a_lost_task_is_picked_up_after_pending_stale_after(
     giosg: GiosgSimulator, link_clock: LinkClock
 ) -> None:
     start = link_clock.set(timezone.now())
-    services.bind(make_user("ann"), VISITORS[0], get_settings())  # the attach task was lost
+    links.bind(make_user("ann"), VISITORS[0], get_settings())  # the attach task was lost
     stale = timedelta(seconds=get_settings().pending_stale_after)
     link_clock.set(start + stale - timedelta(seconds=1))
     assert "0 due" in sweep()
@@ -119,7 +120,7 @@ def test_failures_back_off_then_the_link_fails_once_and_loudly(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(services, "jitter", lambda: 0.0)  # the backoff's factor is 0.5
+    monkeypatch.setattr(clock, "jitter", lambda: 0.0)  # the backoff's factor is 0.5
     link = attached(giosg, VISITORS[0], make_user("ann"))
     lost_detach(link)
     failures: list[dict[str, Any]] = []
@@ -163,12 +164,12 @@ def test_the_backoff_grows_to_its_cap(
     giosg: GiosgSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = get_settings()
-    monkeypatch.setattr(services, "jitter", lambda: 0.999)  # the factor's top, 1.5
-    assert services._backoff(1, settings) == pytest.approx(60 * 1.499)
-    assert services._backoff(5, settings) == pytest.approx(60 * 16 * 1.499)
-    assert services._backoff(9, settings) == 6 * 3600.0  # 23 000 s capped at 6 h
-    monkeypatch.setattr(services, "jitter", lambda: 0.0)
-    assert services._backoff(3, settings) == 60 * 4 * 0.5
+    monkeypatch.setattr(clock, "jitter", lambda: 0.999)  # the factor's top, 1.5
+    assert failures.link_backoff(1, settings) == pytest.approx(60 * 1.499)
+    assert failures.link_backoff(5, settings) == pytest.approx(60 * 16 * 1.499)
+    assert failures.link_backoff(9, settings) == 6 * 3600.0  # 23 000 s capped at 6 h
+    monkeypatch.setattr(clock, "jitter", lambda: 0.0)
+    assert failures.link_backoff(3, settings) == 60 * 4 * 0.5
 
 
 def test_success_resets_the_attempts(giosg: GiosgSimulator, link_clock: LinkClock) -> None:
@@ -218,9 +219,9 @@ def test_detached_links_are_pruned_after_prune_after_days(
     ann = make_user("ann")
     old, young = (attached(giosg, visitor, ann) for visitor in VISITORS[:2])
     link_clock.set(timezone.now())
-    services.detach(old.pk, get_client(), get_settings())
+    workflows.detach(old.pk, get_client(), get_settings())
     link_clock.advance(24 * 3600)
-    services.detach(young.pk, get_client(), get_settings())
+    workflows.detach(young.pk, get_client(), get_settings())
     failed = VisitorLink.objects.create(visitor_id=VISITORS[2], state=State.FAILED)
     VisitorLink.objects.filter(pk=failed.pk).update(updated_at=timezone.now() - 90 * 24 * HOUR)
     link_clock.set(reloaded(old).updated_at + timedelta(days=30, seconds=1))
@@ -237,7 +238,7 @@ def test_a_dry_run_counts_and_changes_nothing(
     due = attached(giosg, VISITORS[1], ann)
     lost_detach(due)
     done = attached(giosg, VISITORS[2], ann)
-    services.detach(done.pk, get_client(), get_settings())
+    workflows.detach(done.pk, get_client(), get_settings())
     VisitorLease.objects.create(visitor_id=VISITORS[3], holder="dead", expires_at=now)
     link_clock.set(now + timedelta(days=31))
     requests = giosg.requests()

@@ -14,7 +14,7 @@ from django.http import HttpRequest
 from django.template import Context, Template
 from django.test import Client, RequestFactory, override_settings
 
-from django_giosg import middleware
+from django_giosg import browser_logout
 from django_giosg.session import SESSION_KEY
 
 from .conftest import VISITOR, giosg_settings
@@ -172,7 +172,7 @@ ALL_TAGS = ["giosg_script", "giosg_capture", "giosg_logout"]
 def test_the_nonce_of_djangos_csp_context_variable_is_used(
     tag: str, request_: HttpRequest
 ) -> None:
-    middleware.note_logout(request_, [ROOM_ID])
+    browser_logout.note_logout(request_, [ROOM_ID])
     scripts = scripts_of(render(tag, request_, csp_nonce="n0nce+/="))
     assert scripts
     assert all(script["nonce"] == "n0nce+/=" for script in scripts)
@@ -180,7 +180,7 @@ def test_the_nonce_of_djangos_csp_context_variable_is_used(
 
 @pytest.mark.parametrize("tag", ALL_TAGS)
 def test_the_nonce_of_django_csp_on_the_request_is_used(tag: str, request_: HttpRequest) -> None:
-    middleware.note_logout(request_, [ROOM_ID])
+    browser_logout.note_logout(request_, [ROOM_ID])
     request_.csp_nonce = "from-django-csp"  # type: ignore[attr-defined]
     scripts = scripts_of(render(tag, request_))
     assert scripts
@@ -189,7 +189,7 @@ def test_the_nonce_of_django_csp_on_the_request_is_used(tag: str, request_: Http
 
 @pytest.mark.parametrize("tag", ALL_TAGS)
 def test_without_a_nonce_there_is_no_nonce_attribute(tag: str, request_: HttpRequest) -> None:
-    middleware.note_logout(request_, [ROOM_ID])
+    browser_logout.note_logout(request_, [ROOM_ID])
     html = render(tag, request_, csp_nonce=None)
     assert "nonce" not in html
     assert scripts_of(html)
@@ -246,7 +246,7 @@ def test_logout_renders_nothing_without_a_logout(request_: HttpRequest) -> None:
 
 
 def test_logout_lists_the_rooms_of_the_logout(request_: HttpRequest) -> None:
-    middleware.note_logout(request_, [ROOM_ID, "0f3ba9f2-56e1-11e5-9c5e-6c4008c08dfe"])
+    browser_logout.note_logout(request_, [ROOM_ID, "0f3ba9f2-56e1-11e5-9c5e-6c4008c08dfe"])
     [script] = scripts_of(render("giosg_logout", request_))
     assert script == {
         "src": "/static/django_giosg/logout.js",
@@ -257,6 +257,6 @@ def test_logout_lists_the_rooms_of_the_logout(request_: HttpRequest) -> None:
 
 @pytest.mark.parametrize("tag", ALL_TAGS)
 def test_nothing_is_rendered_while_disabled(tag: str, request_: HttpRequest) -> None:
-    middleware.note_logout(request_, [ROOM_ID])
+    browser_logout.note_logout(request_, [ROOM_ID])
     with override_settings(GIOSG={"ENABLED": False}):
         assert render(tag, request_, csp_nonce="n") == ""

@@ -22,10 +22,10 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from .. import middleware, session
+from .. import browser_logout, session
 from ..conf import get_settings
 
-logger = logging.getLogger("django_giosg")
+logger = logging.getLogger(__name__)
 register = template.Library()
 
 NOTHING = SafeString("")
@@ -136,9 +136,9 @@ def giosg_logout(context: template.Context) -> SafeString:
     request = _active_request(context, "giosg_logout")
     if request is None:
         return NOTHING
-    rooms = middleware.pending_logout_rooms(request)
+    rooms = browser_logout.pending_logout_rooms(request)
     if rooms is None:
         return NOTHING
-    middleware.mark_logout_rendered(request)
+    browser_logout.mark_logout_rendered(request)
     data = {"rooms": " ".join(rooms)}
     return _script(context, static("django_giosg/logout.js"), data, loading="defer")

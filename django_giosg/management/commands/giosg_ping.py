@@ -37,7 +37,8 @@ class Command(BaseCommand):
         )
         configured = set(settings.room_ids)
         for room in rooms:
-            owner = "shared" if room.is_shared else "owned"
+            # The services' rule: a room listed with another owner is not ours either.
+            owner = "owned" if room.is_owned_by(settings.organization_id) else "shared"
             mark = " (in ROOM_IDS)" if room.id.lower() in configured else ""
             self.stdout.write(f"  {room.id}  {owner:6}  {room.name}{mark}")
         self.stdout.write(f"{len(rooms)} room(s).")

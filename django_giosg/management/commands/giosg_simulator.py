@@ -7,7 +7,6 @@ one it accepts. The system checks don't run: an incomplete ``GIOSG`` must not st
 
 from __future__ import annotations
 
-import argparse
 import signal
 import threading
 from typing import Any
@@ -17,18 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_giosg.testing import DEFAULT_API_TOKEN, DEFAULT_ORGANIZATION_ID, GiosgSimulator
 
-
-def _count(minimum: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}, not {value}")
-        return value
-
-    return parse
+from ..arguments import whole_number
 
 
 class Command(BaseCommand):
@@ -38,13 +26,18 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []  # noqa: RUF012 (Django's own idiom)
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--port", type=_count(0), default=8765, help="0 picks a free port")
-        parser.add_argument("--seed", type=int, default=0, help="makes rate-based faults repeat")
-        parser.add_argument("--page-size", type=_count(1), default=50)
         parser.add_argument(
-            "--rooms", type=_count(1), default=3, help="own rooms, when GIOSG has no ROOM_IDS"
+            "--port", type=whole_number(0), default=8765, help="0 picks a free port"
         )
-        parser.add_argument("--shared-rooms", type=_count(0), default=1)
+        parser.add_argument("--seed", type=int, default=0, help="makes rate-based faults repeat")
+        parser.add_argument("--page-size", type=whole_number(1), default=50)
+        parser.add_argument(
+            "--rooms",
+            type=whole_number(1),
+            default=3,
+            help="own rooms, when GIOSG has no ROOM_IDS",
+        )
+        parser.add_argument("--shared-rooms", type=whole_number(0), default=1)
 
     def handle(self, *args: Any, **options: Any) -> None:
         configured: dict[str, Any] = dict(getattr(settings, "GIOSG", {}))

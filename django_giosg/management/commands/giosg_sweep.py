@@ -5,23 +5,13 @@ Run it from cron every few minutes; it does the HTTP work itself, so no task wor
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ... import tasks
 from ...errors import GiosgConfigurationError
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {value!r}")
-    return number
+from ..arguments import whole_number
 
 
 class Command(BaseCommand):
@@ -38,14 +28,14 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--limit",
-            type=_positive_int,
+            type=whole_number(1),
             metavar="N",
             help="Work at most N links in this run; the others wait for the next run.",
         )
 
     def handle(self, *args: Any, dry_run: bool, limit: int | None, **options: Any) -> None:
         try:
-            report = tasks.sweep(limit=limit, dry_run=dry_run)
+            report = tasks.run_sweep(limit=limit, dry_run=dry_run)
         except GiosgConfigurationError as err:
             raise CommandError(str(err)) from None
         if report is None:

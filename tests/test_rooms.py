@@ -1,4 +1,4 @@
-"""django_giosg.services: the organization's own rooms, cached."""
+"""django_giosg.services.rooms: the organization's own rooms, cached."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import responses
 from django.core.cache import cache
 
-from django_giosg import services
 from django_giosg.client import GiosgClient
+from django_giosg.services import rooms
 
 from .conftest import ORG, ORG_URL, ROOM, load_settings
 
@@ -48,7 +48,7 @@ def rooms_listed(mocked: responses.RequestsMock) -> responses.RequestsMock:
 def test_owned_rooms_leave_out_rooms_of_other_organizations(
     client: GiosgClient, rooms_listed: responses.RequestsMock
 ) -> None:
-    owned = services.owned_room_ids(client, load_settings())
+    owned = rooms.owned_room_ids(client, load_settings())
     assert owned == frozenset({ROOM, UNLABELLED})
 
 
@@ -56,8 +56,8 @@ def test_the_room_list_is_cached_for_the_ttl(
     client: GiosgClient, rooms_listed: responses.RequestsMock
 ) -> None:
     settings = load_settings(ROOMS_CACHE_TTL=300)
-    services.owned_room_ids(client, settings)
-    assert services.owned_room_ids(client, settings) == frozenset({ROOM, UNLABELLED})
+    rooms.owned_room_ids(client, settings)
+    assert rooms.owned_room_ids(client, settings) == frozenset({ROOM, UNLABELLED})
     assert len(rooms_listed.calls) == 1
     cached = cache.get(f"django_giosg:rooms:{ORG}")
     assert [room_id for room_id, owned in cached if owned] == [ROOM, UNLABELLED]
@@ -68,8 +68,8 @@ def test_a_ttl_of_zero_never_caches(
     client: GiosgClient, rooms_listed: responses.RequestsMock
 ) -> None:
     settings = load_settings(ROOMS_CACHE_TTL=0)
-    services.owned_room_ids(client, settings)
-    services.owned_room_ids(client, settings)
+    rooms.owned_room_ids(client, settings)
+    rooms.owned_room_ids(client, settings)
     assert len(rooms_listed.calls) == 2
     assert cache.get(f"django_giosg:rooms:{ORG}") is None
 
@@ -77,7 +77,7 @@ def test_a_ttl_of_zero_never_caches(
 def test_filtering_keeps_order_drops_duplicates_and_foreign_rooms(
     client: GiosgClient, rooms_listed: responses.RequestsMock
 ) -> None:
-    kept = services.filter_owned_rooms(
+    kept = rooms.filter_owned_rooms(
         [UNLABELLED, SHARED, ROOM, UNLABELLED, FOREIGN, SHARED_UNLABELLED], client, load_settings()
     )
     assert kept == [UNLABELLED, ROOM]
@@ -86,5 +86,5 @@ def test_filtering_keeps_order_drops_duplicates_and_foreign_rooms(
 def test_filtering_nothing_asks_nobody(
     client: GiosgClient, mocked: responses.RequestsMock
 ) -> None:
-    assert services.filter_owned_rooms([], client, load_settings()) == []
+    assert rooms.filter_owned_rooms([], client, load_settings()) == []
     assert len(mocked.calls) == 0

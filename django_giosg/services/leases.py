@@ -1,0 +1,76 @@
+"""One visitor at a time: attaches and detaches of one visitor never overlap.
+
+Without it, the old binding's deletes could remove keys the new binding has just set (the keys
+have the same names). The lease is a :class:`~django_giosg.models.VisitorLease` row, taken with a
+conditional update or an insert (so it works on SQLite too), and it expires by itself if its
+holder dies.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+
+from .. import clock
+from ..client import GiosgClient
+from ..models import VisitorLease
+
+LEASE_POLL = 0.05  # seconds between two tries to take a visitor's lease
+#: How much longer than its work a lease lasts: the work stops at its deadline, but it still
+#: writes its outcome to the database and lets go of the lease after that. A lease expiring
+#: between the last call and that write would let the next worker in too early.
+LEASE_MARGIN = 1.0
+
+
+class VisitorBusy(Exception):
+    """Another attach or detach of the visitor held its lease longer than we could wait."""
+
+
+def _take_lease(visitor_id: str, seconds: float) -> str | None:
+    """Take the visitor's lease for ``seconds`` unless someone holds it: its holder id, or
+    ``None``."""
+    now = clock.now()
+    holder = uuid.uuid4().hex
+    expires_at = now + timedelta(seconds=seconds)
+    leases = VisitorLease.objects.filter(visitor_id=visitor_id, expires_at__lte=now)
+    if leases.update(holder=holder, expires_at=expires_at):
+        return holder
+    try:
+        with transaction.atomic():
+            VisitorLease.objects.create(
+                visitor_id=visitor_id, holder=holder, expires_at=expires_at
+            )
+    except IntegrityError:
+        return None  # held, and not expired
+    return holder
+
+
+@contextmanager
+def visitor_lease(visitor_id: str, client: GiosgClient, deadline: float) -> Iterator[None]:
+    """Hold the visitor's lease until ``deadline`` (the work's own deadline, so the work never
+    outlives it), waiting for it at most as long; raises :class:`VisitorBusy` after that."""
+    while True:
+        left = client.time_left(deadline)
+        holder = _take_lease(visitor_id, max(left, 0.0) + LEASE_MARGIN)
+        if holder is not None:
+            break
+        if left <= LEASE_POLL:
+            raise VisitorBusy(
+                f"another attach or detach of visitor {visitor_id} was still running"
+            )
+        time.sleep(LEASE_POLL)
+    try:
+        yield
+    finally:
+        VisitorLease.objects.filter(visitor_id=visitor_id, holder=holder).delete()
+
+
+def prune_leases(now: datetime) -> int:
+    """Delete the leases expired by ``now`` (left behind by workers that died)."""
+    deleted: int = VisitorLease.objects.filter(expires_at__lt=now).delete()[0]
+    return deleted

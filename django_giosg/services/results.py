@@ -1,0 +1,61 @@
+"""What one attach or detach did: :class:`Result`, and its :class:`Outcome` for the sweep."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: ``Result.skipped`` when the work was not wanted (any more) by the time it ran.
+NOT_PENDING_ATTACH = "the link is not pending attach"
+DETACHED_ALREADY = "the link is detached already"
+
+
+class Outcome(enum.Enum):
+    """How the link stands after the work: what the sweep counts."""
+
+    DONE = "done"
+    #: The link did not want the work (another worker had done it, or a logout overtook it).
+    SKIPPED = "skipped"
+    #: A failed attempt: the link is due again after the backoff.
+    RETRYING = "retrying"
+    #: The last attempt failed: the link is ``failed``.
+    FAILED = "failed"
+
+
+@dataclass
+class Result:
+    """What one :func:`~django_giosg.services.workflows.attach` or
+    :func:`~django_giosg.services.workflows.detach` did. ``ok`` when nothing failed.
+
+    ``set`` and ``deleted`` map rooms to keys (a key already gone counts as deleted), ``ended``
+    lists chats (one found ended already counts), ``skipped`` and ``failed`` say what was left
+    alone and what went wrong, without tokens or values. ``cancelled``: the link's state changed
+    under the attach (a logout overtook it), which then detached instead.
+    """
+
+    link_id: int
+    action: str
+    set: dict[str, list[str]] = field(default_factory=dict)
+    ended: list[str] = field(default_factory=list)
+    deleted: dict[str, list[str]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    cancelled: bool = False
+    outcome: Outcome = field(default=Outcome.DONE, repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def skip(self, reason: str) -> Result:
+        """The link did not want this work: nothing was done."""
+        self.skipped.append(reason)
+        self.outcome = Outcome.SKIPPED
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-shaped, for a task's return value."""
+        fields = asdict(self)
+        fields["outcome"] = self.outcome.value
+        return {**fields, "ok": self.ok}

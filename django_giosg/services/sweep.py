@@ -1,0 +1,199 @@
+"""The sweep: detach the links of expired sessions, retry due links, prune old ``detached`` links.
+
+Safe to run twice at once, in two processes: each link is taken by one sweep only
+(:func:`_claim_next`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+
+from .. import clock
+from ..client import GiosgClient
+from ..conf import GiosgSettings
+from ..limits import DEFAULT_LIMITS, CallLimits
+from ..models import State, VisitorLink, VisitorLinkQuerySet
+from . import workflows
+from .leases import prune_leases
+from .results import Outcome, Result
+
+logger = logging.getLogger(__name__)
+
+CLAIM_CANDIDATES = 10  # links read at a time when taking the next one; others may be faster
+
+#: Takes one link for this sweep (a transition of the link); whether it did.
+Claim = Callable[[VisitorLink], bool]
+
+
+@dataclass
+class SweepReport:
+    """What one :func:`sweep` did, or in a dry run would do; :meth:`line` is its summary.
+
+    ``expired`` and ``due`` count the links taken; each of them ends ``done``, ``retrying``
+    (failed again, due after the backoff), ``failed`` (given up) or ``skipped`` (another worker
+    had done it meanwhile).
+    """
+
+    expired: int = 0
+    due: int = 0
+    done: int = 0
+    retrying: int = 0
+    failed: int = 0
+    skipped: int = 0
+    pruned: int = 0
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        if self.dry_run:
+            return (
+                f"giosg_sweep (dry run): would detach {self.expired} expired link(s), "
+                f"retry {self.due} due link(s) and prune {self.pruned} detached link(s)."
+            )
+        return (
+            f"giosg_sweep: {self.expired} expired and {self.due} due link(s): "
+            f"{self.done} done, {self.retrying} to retry, {self.failed} failed, "
+            f"{self.skipped} skipped; {self.pruned} detached link(s) pruned."
+        )
+
+    def count(self, outcome: Outcome) -> None:
+        """One link worked, and how it stands now."""
+        if outcome is Outcome.DONE:
+            self.done += 1
+        elif outcome is Outcome.SKIPPED:
+            self.skipped += 1
+        elif outcome is Outcome.FAILED:
+            self.failed += 1
+        else:
+            self.retrying += 1
+
+
+def _expired(settings: GiosgSettings, now: datetime) -> VisitorLinkQuerySet:
+    """Live links whose session has ended: their recorded expiry + ``EXPIRY_GRACE`` has passed."""
+    links: VisitorLinkQuerySet = VisitorLink.objects.expired(
+        now - timedelta(seconds=settings.expiry_grace)
+    )
+    return links
+
+
+def _prunable(settings: GiosgSettings, now: datetime) -> VisitorLinkQuerySet:
+    """``detached`` links last changed more than ``PRUNE_AFTER_DAYS`` ago."""
+    links: VisitorLinkQuerySet = VisitorLink.objects.prunable(
+        now - timedelta(days=settings.prune_after_days)
+    )
+    return links
+
+
+def _claim_next(links: VisitorLinkQuerySet, seen: set[int], claim: Claim) -> VisitorLink | None:
+    """Take the next of ``links`` for this sweep, right before working it, so that two sweeps
+    share the work. ``claim`` is a transition that moves it out of the selection: no two sweeps
+    take the same link, and no sweep takes one twice (``seen``, kept in Python so that a long
+    run sends no ever longer ``NOT IN`` list). Where the database can, the candidates are also
+    locked, and rows another sweep holds are skipped (``SELECT … FOR UPDATE SKIP LOCKED``)."""
+    if not connection.features.has_select_for_update_skip_locked:
+        # SQLite: no row locks, and a transaction that reads then writes can fail at once with
+        # "database is locked" when another one writes; each update commits on its own instead.
+        return _take_unchanged(links, seen, claim)
+    with transaction.atomic():
+        taken: VisitorLink | None = _take_unchanged(
+            links.select_for_update(skip_locked=True), seen, claim
+        )
+    return taken
+
+
+def _take_unchanged(
+    links: VisitorLinkQuerySet, seen: set[int], claim: Claim
+) -> VisitorLink | None:
+    candidates: list[VisitorLink] = list(links[:CLAIM_CANDIDATES])
+    for link in candidates:
+        if link.pk in seen:
+            # Taken (or lost to another sweep) once in this run already; a taken link leaves
+            # the selection, so this only stops a run that would otherwise go round in circles.
+            continue
+        seen.add(link.pk)
+        if claim(link):
+            return link
+    return None
+
+
+def sweep(
+    client: GiosgClient,
+    settings: GiosgSettings,
+    *,
+    limit: int | None = None,
+    dry_run: bool = False,
+    limits: CallLimits = DEFAULT_LIMITS,
+) -> SweepReport:
+    """Detach the links of expired sessions, retry due links, prune old ``detached`` links.
+
+    At most ``limit`` links are worked (expired ones first, then the longest due); the others
+    wait for the next sweep. A dry run counts them and changes nothing.
+    """
+    now = clock.now()
+    report = SweepReport(dry_run=dry_run)
+    if dry_run:
+        report.expired = _count(_expired(settings, now), limit)
+        report.due = _count(VisitorLink.objects.due(now), _left(limit, report.expired))
+        report.pruned = _prunable(settings, now).count()
+        return report
+    stale = now + timedelta(seconds=settings.pending_stale_after)
+    seen: set[int] = set()
+    while _left(limit, report.expired) != 0:
+        link = _claim_next(
+            _expired(settings, now), seen, lambda link: link.claim_expired(now, stale)
+        )
+        if link is None:
+            break
+        report.expired += 1
+        logger.info(
+            "django-giosg: the session of visitor %s ended at %s; detaching it",
+            link.visitor_id,
+            link.session_expires_at,
+        )
+        _sweep_one(report, link, workflows.detach, client, settings, limits)
+    while _left(limit, report.expired + report.due) != 0:
+        link = _claim_next(
+            VisitorLink.objects.due(now), seen, lambda link: link.claim_due(now, stale)
+        )
+        if link is None:
+            break
+        report.due += 1
+        workflow = workflows.attach if link.state == State.PENDING_ATTACH else workflows.detach
+        _sweep_one(report, link, workflow, client, settings, limits)
+    report.pruned, _ = _prunable(settings, now).delete()
+    prune_leases(now)
+    return report
+
+
+def _count(links: VisitorLinkQuerySet, limit: int | None) -> int:
+    count = links.count()
+    return count if limit is None else min(count, limit)
+
+
+def _left(limit: int | None, used: int) -> int | None:
+    return None if limit is None else max(limit - used, 0)
+
+
+def _sweep_one(
+    report: SweepReport,
+    link: VisitorLink,
+    workflow: Callable[..., Result],
+    client: GiosgClient,
+    settings: GiosgSettings,
+    limits: CallLimits,
+) -> None:
+    try:
+        result = workflow(link.pk, client, settings, limits=limits)
+    except Exception:  # a bug or the database, not giosg: the next sweep takes the link again
+        logger.exception("django-giosg: the sweep could not work link %s", link.pk)
+        report.count(Outcome.RETRYING)
+        return
+    report.count(result.outcome)

@@ -1,0 +1,335 @@
+"""What giosg gets: :func:`attach` sets a link's variables, :func:`detach` ends the visitor's open
+chats and deletes the link's keys.
+
+Independent calls run concurrently in a :class:`~django_giosg.services.pool.JobPool` of
+``MAX_WORKERS`` threads; the database is only touched in the calling thread. Both workflows are
+idempotent, both hold the visitor's lease (:mod:`~django_giosg.services.leases`), both return a
+:class:`~django_giosg.services.results.Result`, and both record a failure on the link (with
+backoff) instead of raising.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ..client import GiosgClient
+from ..conf import GiosgSettings
+from ..errors import (
+    GiosgAPIError,
+    GiosgConfigurationError,
+    GiosgError,
+    GiosgNotFound,
+    GiosgRateLimited,
+)
+from ..limits import DEFAULT_LIMITS, CallLimits
+from ..models import LIVE_STATES, Action, State, VisitorLink
+from ..signals import visitor_attached, visitor_detached
+from .failures import fail, record_failure, summary
+from .leases import VisitorBusy, visitor_lease
+from .pool import Collector, JobPool
+from .results import DETACHED_ALREADY, NOT_PENDING_ATTACH, Result
+from .rooms import RoomRef, forget_rooms, iter_rooms
+from .variables import merge_keys, user_variables
+
+logger = logging.getLogger(__name__)
+
+#: The work itself, run under the visitor's lease with limits that have a deadline.
+Work = Callable[[VisitorLink, Result, GiosgClient, GiosgSettings, CallLimits], Result]
+
+
+def attach(
+    link_id: int,
+    client: GiosgClient,
+    settings: GiosgSettings,
+    *,
+    limits: CallLimits = DEFAULT_LIMITS,
+) -> Result:
+    """Set the link user's variables, every key in every room (``ROOM_IDS``, plus the link's
+    browser rooms with ``USE_BROWSER_ROOMS``), concurrently; the visitor's older bindings are
+    detached first. Only a ``pending_attach`` link is attached; anything else is skipped."""
+    result = Result(link_id, Action.ATTACH)
+    link = VisitorLink.objects.filter(pk=link_id).first()
+    if link is None or not _wants(link, Action.ATTACH):
+        return result.skip(NOT_PENDING_ATTACH)
+    return _with_lease(link, result, client, settings, limits, _attach_leased)
+
+
+def detach(
+    link_id: int,
+    client: GiosgClient,
+    settings: GiosgSettings,
+    *,
+    limits: CallLimits = DEFAULT_LIMITS,
+) -> Result:
+    """End the visitor's open chats in the organization's rooms and delete the link's keys.
+
+    A link in any state but ``detached`` is detached: a pending attach is cancelled, and a link
+    that never got its variables still has its chats ended. A ``detached`` link is skipped.
+    """
+    result = Result(link_id, Action.DETACH)
+    link = VisitorLink.objects.filter(pk=link_id).first()
+    if link is None or not _wants(link, Action.DETACH):
+        return result.skip(DETACHED_ALREADY)
+    link.begin_detach()  # cancels a pending attach now, before waiting for the lease
+    return _with_lease(link, result, client, settings, limits, _detach_leased)
+
+
+def _wants(link: VisitorLink, action: str) -> bool:
+    if action == Action.ATTACH:
+        return link.state == State.PENDING_ATTACH
+    return link.state != State.DETACHED
+
+
+def _with_lease(
+    link: VisitorLink,
+    result: Result,
+    client: GiosgClient,
+    settings: GiosgSettings,
+    limits: CallLimits,
+    work: Work,
+) -> Result:
+    """Run ``work`` holding the visitor's lease, if the link still wants it by then (another
+    worker may have been first). A visitor busy for longer than we may wait is a failed attempt.
+
+    Work nobody waits for (a worker, the sweep) is bounded by ``PENDING_STALE_AFTER``: the sweep
+    would take a lost link over then, and the lease must not outlive the work.
+    """
+    action = result.action
+    deadline = limits.deadline
+    if deadline is None:
+        deadline = client.deadline_after(settings.pending_stale_after)
+    try:
+        with visitor_lease(link.visitor_id, client, deadline):
+            link.refresh_from_db()
+            if not _wants(link, action):
+                skipped = NOT_PENDING_ATTACH if action == Action.ATTACH else DETACHED_ALREADY
+                return result.skip(skipped)
+            return work(link, result, client, settings, limits._replace(deadline=deadline))
+    except VisitorBusy as err:
+        return fail(link, result, str(err), settings)
+
+
+# -- attach ---------------------------------------------------------------------------------------
+
+
+def _attach_leased(
+    link: VisitorLink,
+    result: Result,
+    client: GiosgClient,
+    settings: GiosgSettings,
+    limits: CallLimits,
+) -> Result:
+    """The attach itself, under the visitor's lease."""
+    # The visitor's older bindings that are neither live nor detached (pending_detach, and
+    # failed ones too: a failed attach may have set some keys, a failed detach left some) are
+    # detached first, so that their deletes cannot land after this attach's sets.
+    older = (
+        VisitorLink.objects.filter(visitor_id=link.visitor_id)
+        .exclude(pk=link.pk)
+        .exclude(state__in=[State.DETACHED, *LIVE_STATES])
+    )
+    for previous in older:
+        detached = Result(previous.pk, Action.DETACH)
+        if not _detach_leased(previous, detached, client, settings, limits).ok:
+            error = "the visitor's previous binding could not be detached first"
+            return fail(link, result, error, settings)
+    if link.user is None:  # the user was deleted before the attach ran
+        link.cancel_attach()
+        return _cancelled(link, result, client, settings, limits)
+    try:
+        variables = user_variables(link.user, settings)
+    except GiosgConfigurationError as err:
+        return fail(link, result, str(err), settings)
+    except Exception as err:  # the host's callable: its message might hold a value
+        return fail(link, result, f'GIOSG["VARIABLES"] raised {type(err).__name__}', settings)
+    rooms = list(dict.fromkeys([*settings.room_ids, *_browser_rooms(link, settings)]))
+    planned = {room: list(variables) for room in rooms} if variables else {}
+    already_set: dict[str, list[str]] = link.keys
+    if not link.plan_keys(merge_keys(already_set, planned)):
+        return result.skip(NOT_PENDING_ATTACH)
+    collector = Collector(result)
+    with JobPool(settings.max_workers, collector) as pool:
+        for room, keys in planned.items():
+            for key in keys:
+                pool.submit(
+                    _set_variable,
+                    client,
+                    collector,
+                    link.visitor_id,
+                    room,
+                    key,
+                    variables[key],
+                    limits,
+                )
+    if collector.room_missing:
+        forget_rooms(settings)
+    result.set = {  # in the order of VARIABLES, whatever order the calls finished in
+        room: [key for key in keys if key in result.set.get(room, [])]
+        for room, keys in planned.items()
+        if room in result.set
+    }
+    if result.failed:
+        return record_failure(link, result, summary(result.failed), settings)
+    if link.mark_attached(merge_keys(already_set, result.set)):
+        visitor_attached.send(VisitorLink, link=link, result=result)
+        return result
+    # A logout (or another login) overtook this attach: undo it at once.
+    link.refresh_from_db()
+    return _cancelled(link, result, client, settings, limits)
+
+
+def _cancelled(
+    link: VisitorLink,
+    result: Result,
+    client: GiosgClient,
+    settings: GiosgSettings,
+    limits: CallLimits,
+) -> Result:
+    """The attach cannot stand: detach the link at once, within the same lease."""
+    result.cancelled = True
+    detached = _detach_leased(link, Result(link.pk, Action.DETACH), client, settings, limits)
+    result.failed.extend(detached.failed)
+    if detached.failed:
+        result.outcome = detached.outcome
+    return result
+
+
+def _browser_rooms(link: VisitorLink, settings: GiosgSettings) -> list[str]:
+    rooms: list[Any] = link.browser_rooms if settings.use_browser_rooms else []
+    return [room for room in rooms if isinstance(room, str)]
+
+
+def _set_variable(
+    client: GiosgClient,
+    collector: Collector,
+    visitor_id: str,
+    room: str,
+    key: str,
+    value: str,
+    limits: CallLimits,
+) -> None:
+    try:
+        client.set_variable(room, visitor_id, key, value, **limits.options())
+    except GiosgNotFound:  # the room may be gone; giosg may also not know the visitor there
+        collector.room_missing = True
+        collector.skipped(f"room {room}: not found for this visitor")
+    except GiosgError as err:
+        collector.failed(f"setting {key} in room {room}: {err}")
+    else:
+        collector.set(room, key)
+
+
+# -- detach ---------------------------------------------------------------------------------------
+
+
+def _detach_leased(
+    link: VisitorLink,
+    result: Result,
+    client: GiosgClient,
+    settings: GiosgSettings,
+    limits: CallLimits,
+) -> Result:
+    """The detach itself, under the visitor's lease."""
+    if link.state != State.PENDING_DETACH and not link.begin_detach():
+        return result.skip(DETACHED_ALREADY)
+    _DetachRun(client, settings, link.visitor_id, limits, result).run(link.keys)
+    if result.failed:
+        remaining = {
+            room: [key for key in keys if key not in result.deleted.get(room, [])]
+            for room, keys in link.keys.items()
+        }
+        error = summary(result.failed)
+        return record_failure(link, result, error, settings, keys=merge_keys(remaining))
+    if link.mark_detached():
+        visitor_detached.send(VisitorLink, link=link, result=result)
+    return result
+
+
+class _DetachRun:
+    """One detach's calls: the deletes start at once; each page of rooms starts its rooms'
+    chat lists; each page of chats starts its chats' ends. All in one bounded pool."""
+
+    def __init__(
+        self,
+        client: GiosgClient,
+        settings: GiosgSettings,
+        visitor_id: str,
+        limits: CallLimits,
+        result: Result,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.visitor_id = visitor_id
+        self.limits = limits
+        self.collector = Collector(result)
+
+    def run(self, keys: Mapping[str, Sequence[str]]) -> None:
+        with JobPool(self.settings.max_workers, self.collector) as pool:
+            for room, room_keys in keys.items():
+                for key in room_keys:
+                    pool.submit(self._delete, room, key)
+            try:
+                for listed in iter_rooms(self.client, self.settings, self.limits):
+                    pool.submit(self._close_chats, pool, listed)
+            except GiosgError as err:
+                self.collector.failed(f"listing the rooms: {err}")
+
+    def _delete(self, room: str, key: str) -> None:
+        try:
+            self.client.delete_variable(room, self.visitor_id, key, **self.limits.options())
+        except GiosgNotFound:
+            pass  # gone already: that is what we wanted
+        except GiosgError as err:
+            self.collector.failed(f"deleting {key} in room {room}: {err}")
+            return
+        self.collector.deleted(room, key)
+
+    def _close_chats(self, pool: JobPool, room: RoomRef) -> None:
+        org = self.settings.organization_id
+        options = self.limits.options()
+        try:
+            for chat in self.client.iter_open_chats(room.id, self.visitor_id, **options):
+                if not room.owned or chat.room_organization_id not in (None, org):
+                    logger.info(
+                        "Chat %s of visitor %s is in room %s of another organization; "
+                        "left to its owner",
+                        chat.id,
+                        self.visitor_id,
+                        room.id,
+                    )
+                    self.collector.skipped(f"chat {chat.id}: room of another organization")
+                    continue
+                pool.submit(self._end_chat, chat.id)
+        except GiosgNotFound:
+            pass  # giosg never saw the visitor in this room (so no chats), or the room is gone
+        except GiosgError as err:
+            self.collector.failed(f"listing the chats in room {room.id}: {err}")
+
+    def _end_chat(self, chat_id: str) -> None:
+        try:
+            self.client.end_chat(chat_id, **self.limits.options())
+        except GiosgError as err:
+            if not _is_client_error(err) or not self._has_ended(chat_id):
+                self.collector.failed(f"ending chat {chat_id}: {err}")
+                return
+        self.collector.ended(chat_id)
+
+    def _has_ended(self, chat_id: str) -> bool:
+        """After a 4xx: giosg may refuse to end a chat that has ended meanwhile (it is locked)."""
+        try:
+            return self.client.get_chat(chat_id, **self.limits.options()).is_ended
+        except GiosgError:
+            return False
+
+
+def _is_client_error(err: GiosgError) -> bool:
+    """A 4xx that says giosg refused this very request. 429 is not one: it says "not now", and
+    the call was retried as far as the limits allowed; the chat may well still be open."""
+    return (
+        isinstance(err, GiosgAPIError)
+        and not isinstance(err, GiosgRateLimited)
+        and err.status is not None
+        and 400 <= err.status < 500
+    )
