@@ -152,10 +152,10 @@ def bind_session(user: Any, store: SessionBase) -> None:
 
 
 def follow_session_expiry(visitor_id: str, user_key: str, expires_at: datetime) -> None:
-    """The session's expiry moved: so does its link's (see :func:`links.follow_session_expiry
-    <django_giosg.services.links.follow_session_expiry>`)."""
+    """The session's expiry moved: so does its link's (see :func:`links.record_session_expiry
+    <django_giosg.services.links.record_session_expiry>`)."""
     if get_settings().enabled:
-        links.follow_session_expiry(visitor_id, user_key, expires_at)
+        links.record_session_expiry(visitor_id, user_key, expires_at)
 
 
 def release_visitor(visitor_id: str, user_id: object = None) -> None:

@@ -121,7 +121,7 @@ def reset_failed(ids: Iterable[int], settings: GiosgSettings) -> list[tuple[int,
     return reset
 
 
-def follow_session_expiry(visitor_id: str, user_id: Any, expires_at: datetime) -> int:
+def record_session_expiry(visitor_id: str, user_id: Any, expires_at: datetime) -> int:
     """The session's expiry moved (sliding expiry, ``set_expiry``): the visitor's live link of
     ``user_id`` follows it, so that the sweep never takes a live session for an ended one."""
     links: VisitorLinkQuerySet = VisitorLink.objects.filter(visitor_id=visitor_id, user_id=user_id)

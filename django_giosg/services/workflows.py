@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..client import GiosgClient
@@ -35,8 +36,21 @@ from .variables import merge_keys, user_variables
 
 logger = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True)
+class _Means:
+    """What every step of one workflow works with."""
+
+    client: GiosgClient
+    settings: GiosgSettings
+    limits: CallLimits
+
+
 #: The work itself, run under the visitor's lease with limits that have a deadline.
-Work = Callable[[VisitorLink, Result, GiosgClient, GiosgSettings, CallLimits], Result]
+Work = Callable[[VisitorLink, Result, _Means], Result]
+
+#: Why a link that does not want the work is skipped.
+_UNWANTED = {Action.ATTACH: NOT_PENDING_ATTACH, Action.DETACH: DETACHED_ALREADY}
 
 
 def attach(
@@ -49,11 +63,7 @@ def attach(
     """Set the link user's variables, every key in every room (``ROOM_IDS``, plus the link's
     browser rooms with ``USE_BROWSER_ROOMS``), concurrently; the visitor's older bindings are
     detached first. Only a ``pending_attach`` link is attached; anything else is skipped."""
-    result = Result(link_id, Action.ATTACH)
-    link = VisitorLink.objects.filter(pk=link_id).first()
-    if link is None or not _wants(link, Action.ATTACH):
-        return result.skip(NOT_PENDING_ATTACH)
-    return _with_lease(link, result, client, settings, limits, _attach_leased)
+    return _run(link_id, Action.ATTACH, _Means(client, settings, limits), _attach_leased)
 
 
 def detach(
@@ -68,12 +78,7 @@ def detach(
     A link in any state but ``detached`` is detached: a pending attach is cancelled, and a link
     that never got its variables still has its chats ended. A ``detached`` link is skipped.
     """
-    result = Result(link_id, Action.DETACH)
-    link = VisitorLink.objects.filter(pk=link_id).first()
-    if link is None or not _wants(link, Action.DETACH):
-        return result.skip(DETACHED_ALREADY)
-    link.begin_detach()  # cancels a pending attach now, before waiting for the lease
-    return _with_lease(link, result, client, settings, limits, _detach_leased)
+    return _run(link_id, Action.DETACH, _Means(client, settings, limits), _detach_leased)
 
 
 def _wants(link: VisitorLink, action: str) -> bool:
@@ -82,46 +87,40 @@ def _wants(link: VisitorLink, action: str) -> bool:
     return link.state != State.DETACHED
 
 
-def _with_lease(
-    link: VisitorLink,
-    result: Result,
-    client: GiosgClient,
-    settings: GiosgSettings,
-    limits: CallLimits,
-    work: Work,
-) -> Result:
-    """Run ``work`` holding the visitor's lease, if the link still wants it by then (another
-    worker may have been first). A visitor busy for longer than we may wait is a failed attempt.
+def _run(link_id: int, action: str, means: _Means, work: Work) -> Result:
+    """Run ``work`` holding the visitor's lease, if the link wants it now and still wants it
+    once the lease is taken (another worker may have been first). A visitor busy for longer than
+    we may wait is a failed attempt.
 
     Work nobody waits for (a worker, the sweep) is bounded by ``PENDING_STALE_AFTER``: the sweep
     would take a lost link over then, and the lease must not outlive the work.
     """
-    action = result.action
-    deadline = limits.deadline
+    result = Result(link_id, action)
+    link = VisitorLink.objects.filter(pk=link_id).first()
+    if link is None or not _wants(link, action):
+        return result.skip(_UNWANTED[action])
+    if action == Action.DETACH:
+        link.begin_detach()  # cancels a pending attach now, before waiting for the lease
+    deadline = means.limits.deadline
     if deadline is None:
-        deadline = client.deadline_after(settings.pending_stale_after)
+        deadline = means.client.deadline_after(means.settings.pending_stale_after)
+    bounded = replace(means, limits=means.limits._replace(deadline=deadline))
     try:
-        with visitor_lease(link.visitor_id, client, deadline):
+        with visitor_lease(link.visitor_id, means.client, deadline):
             link.refresh_from_db()
             if not _wants(link, action):
-                skipped = NOT_PENDING_ATTACH if action == Action.ATTACH else DETACHED_ALREADY
-                return result.skip(skipped)
-            return work(link, result, client, settings, limits._replace(deadline=deadline))
+                return result.skip(_UNWANTED[action])
+            return work(link, result, bounded)
     except VisitorBusy as err:
-        return fail(link, result, str(err), settings)
+        return fail(link, result, str(err), means.settings)
 
 
 # -- attach ---------------------------------------------------------------------------------------
 
 
-def _attach_leased(
-    link: VisitorLink,
-    result: Result,
-    client: GiosgClient,
-    settings: GiosgSettings,
-    limits: CallLimits,
-) -> Result:
+def _attach_leased(link: VisitorLink, result: Result, means: _Means) -> Result:
     """The attach itself, under the visitor's lease."""
+    settings = means.settings
     # The visitor's older bindings that are neither live nor detached (pending_detach, and
     # failed ones too: a failed attach may have set some keys, a failed detach left some) are
     # detached first, so that their deletes cannot land after this attach's sets.
@@ -131,13 +130,12 @@ def _attach_leased(
         .exclude(state__in=[State.DETACHED, *LIVE_STATES])
     )
     for previous in older:
-        detached = Result(previous.pk, Action.DETACH)
-        if not _detach_leased(previous, detached, client, settings, limits).ok:
+        if not _detach_leased(previous, Result(previous.pk, Action.DETACH), means).ok:
             error = "the visitor's previous binding could not be detached first"
             return fail(link, result, error, settings)
     if link.user is None:  # the user was deleted before the attach ran
         link.cancel_attach()
-        return _cancelled(link, result, client, settings, limits)
+        return _cancelled(link, result, means)
     try:
         variables = user_variables(link.user, settings)
     except GiosgConfigurationError as err:
@@ -154,14 +152,7 @@ def _attach_leased(
         for room, keys in planned.items():
             for key in keys:
                 pool.submit(
-                    _set_variable,
-                    client,
-                    collector,
-                    link.visitor_id,
-                    room,
-                    key,
-                    variables[key],
-                    limits,
+                    _set_variable, means, collector, link.visitor_id, room, key, variables[key]
                 )
     if collector.room_missing:
         forget_rooms(settings)
@@ -177,19 +168,13 @@ def _attach_leased(
         return result
     # A logout (or another login) overtook this attach: undo it at once.
     link.refresh_from_db()
-    return _cancelled(link, result, client, settings, limits)
+    return _cancelled(link, result, means)
 
 
-def _cancelled(
-    link: VisitorLink,
-    result: Result,
-    client: GiosgClient,
-    settings: GiosgSettings,
-    limits: CallLimits,
-) -> Result:
+def _cancelled(link: VisitorLink, result: Result, means: _Means) -> Result:
     """The attach cannot stand: detach the link at once, within the same lease."""
     result.cancelled = True
-    detached = _detach_leased(link, Result(link.pk, Action.DETACH), client, settings, limits)
+    detached = _detach_leased(link, Result(link.pk, Action.DETACH), means)
     result.failed.extend(detached.failed)
     if detached.failed:
         result.outcome = detached.outcome
@@ -202,16 +187,10 @@ def _browser_rooms(link: VisitorLink, settings: GiosgSettings) -> list[str]:
 
 
 def _set_variable(
-    client: GiosgClient,
-    collector: Collector,
-    visitor_id: str,
-    room: str,
-    key: str,
-    value: str,
-    limits: CallLimits,
+    means: _Means, collector: Collector, visitor_id: str, room: str, key: str, value: str
 ) -> None:
     try:
-        client.set_variable(room, visitor_id, key, value, **limits.options())
+        means.client.set_variable(room, visitor_id, key, value, **means.limits.options())
     except GiosgNotFound:  # the room may be gone; giosg may also not know the visitor there
         collector.room_missing = True
         collector.skipped(f"room {room}: not found for this visitor")
@@ -224,24 +203,18 @@ def _set_variable(
 # -- detach ---------------------------------------------------------------------------------------
 
 
-def _detach_leased(
-    link: VisitorLink,
-    result: Result,
-    client: GiosgClient,
-    settings: GiosgSettings,
-    limits: CallLimits,
-) -> Result:
+def _detach_leased(link: VisitorLink, result: Result, means: _Means) -> Result:
     """The detach itself, under the visitor's lease."""
     if link.state != State.PENDING_DETACH and not link.begin_detach():
         return result.skip(DETACHED_ALREADY)
-    _DetachRun(client, settings, link.visitor_id, limits, result).run(link.keys)
+    _DetachRun(means, link.visitor_id, result).run(link.keys)
     if result.failed:
         remaining = {
             room: [key for key in keys if key not in result.deleted.get(room, [])]
             for room, keys in link.keys.items()
         }
         error = summary(result.failed)
-        return record_failure(link, result, error, settings, keys=merge_keys(remaining))
+        return record_failure(link, result, error, means.settings, keys=merge_keys(remaining))
     if link.mark_detached():
         visitor_detached.send(VisitorLink, link=link, result=result)
     return result
@@ -251,18 +224,12 @@ class _DetachRun:
     """One detach's calls: the deletes start at once; each page of rooms starts its rooms'
     chat lists; each page of chats starts its chats' ends. All in one bounded pool."""
 
-    def __init__(
-        self,
-        client: GiosgClient,
-        settings: GiosgSettings,
-        visitor_id: str,
-        limits: CallLimits,
-        result: Result,
-    ) -> None:
-        self.client = client
-        self.settings = settings
+    def __init__(self, means: _Means, visitor_id: str, result: Result) -> None:
+        self.client = means.client
+        self.settings = means.settings
+        self.options = means.limits.options()
+        self.limits = means.limits
         self.visitor_id = visitor_id
-        self.limits = limits
         self.collector = Collector(result)
 
     def run(self, keys: Mapping[str, Sequence[str]]) -> None:
@@ -278,7 +245,7 @@ class _DetachRun:
 
     def _delete(self, room: str, key: str) -> None:
         try:
-            self.client.delete_variable(room, self.visitor_id, key, **self.limits.options())
+            self.client.delete_variable(room, self.visitor_id, key, **self.options)
         except GiosgNotFound:
             pass  # gone already: that is what we wanted
         except GiosgError as err:
@@ -288,9 +255,8 @@ class _DetachRun:
 
     def _close_chats(self, pool: JobPool, room: RoomRef) -> None:
         org = self.settings.organization_id
-        options = self.limits.options()
         try:
-            for chat in self.client.iter_open_chats(room.id, self.visitor_id, **options):
+            for chat in self.client.iter_open_chats(room.id, self.visitor_id, **self.options):
                 if not room.owned or chat.room_organization_id not in (None, org):
                     logger.info(
                         "Chat %s of visitor %s is in room %s of another organization; "
@@ -309,7 +275,7 @@ class _DetachRun:
 
     def _end_chat(self, chat_id: str) -> None:
         try:
-            self.client.end_chat(chat_id, **self.limits.options())
+            self.client.end_chat(chat_id, **self.options)
         except GiosgError as err:
             if not _is_client_error(err) or not self._has_ended(chat_id):
                 self.collector.failed(f"ending chat {chat_id}: {err}")
@@ -319,7 +285,7 @@ class _DetachRun:
     def _has_ended(self, chat_id: str) -> bool:
         """After a 4xx: giosg may refuse to end a chat that has ended meanwhile (it is locked)."""
         try:
-            return self.client.get_chat(chat_id, **self.limits.options()).is_ended
+            return self.client.get_chat(chat_id, **self.options).is_ended
         except GiosgError:
             return False
 

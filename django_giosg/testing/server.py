@@ -93,7 +93,6 @@ class GiosgSimulator:
         self._requests: Counter[str] = Counter()
         self._connections = 0
         self._calls: list[Call] = []
-        self._open: set[socket.socket] = set()
         self._release = threading.Event()
         self._shutdown = threading.Event()
         self._server: _Server | None = None

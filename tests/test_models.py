@@ -1,0 +1,233 @@
+"""The links' state machine on the model: each transition happens from its states only, writes
+its fields together, and leaves the row alone otherwise; the selections pick the right links."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from django_giosg.models import Action, State, VisitorLink
+
+pytestmark = pytest.mark.django_db
+
+NOW = timezone.now()
+LATER = NOW + timedelta(minutes=10)
+ALL: list[str] = list(State.values)
+
+Transition = Callable[[VisitorLink], object]
+
+TRANSITIONS: dict[str, tuple[Transition, set[str], dict[str, Any]]] = {
+    "rebind": (
+        lambda link: link.rebind(["r2"], LATER, LATER),
+        {State.PENDING_ATTACH, State.ATTACHED},
+        {"state": State.PENDING_ATTACH, "browser_rooms": ["r2"], "next_attempt_at": LATER},
+    ),
+    "follow_expiry": (
+        lambda link: link.follow_expiry(LATER),
+        {State.PENDING_ATTACH, State.ATTACHED},
+        {"session_expires_at": LATER, "attempts": 2},
+    ),
+    "release": (
+        lambda link: link.release(LATER),
+        {State.PENDING_ATTACH, State.ATTACHED},
+        {
+            "state": State.PENDING_DETACH,
+            "attempts": 0,
+            "failed_action": "",
+            "next_attempt_at": LATER,
+        },
+    ),
+    "cancel_attach": (
+        lambda link: link.cancel_attach(),
+        {State.PENDING_ATTACH},
+        {"state": State.PENDING_DETACH, "attempts": 2},
+    ),
+    "begin_detach": (
+        lambda link: link.begin_detach(),
+        {State.PENDING_ATTACH, State.ATTACHED, State.PENDING_DETACH, State.FAILED},
+        {"state": State.PENDING_DETACH, "attempts": 2, "failed_action": Action.ATTACH},
+    ),
+    "plan_keys": (
+        lambda link: link.plan_keys({"r": ["k"]}),
+        {State.PENDING_ATTACH},
+        {"state": State.PENDING_ATTACH, "keys": {"r": ["k"]}},
+    ),
+    "mark_attached": (
+        lambda link: link.mark_attached({"r": ["k"]}),
+        {State.PENDING_ATTACH},
+        {
+            "state": State.ATTACHED,
+            "keys": {"r": ["k"]},
+            "attempts": 0,
+            "failed_action": "",
+            "next_attempt_at": None,
+            "last_error": "",
+        },
+    ),
+    "mark_detached": (
+        lambda link: link.mark_detached(),
+        {State.PENDING_DETACH},
+        {
+            "state": State.DETACHED,
+            "keys": {},
+            "attempts": 0,
+            "failed_action": "",
+            "next_attempt_at": None,
+            "last_error": "",
+        },
+    ),
+    "retry_later": (
+        lambda link: link.retry_later(Action.DETACH, "boom", LATER, keys={}),
+        {State.PENDING_DETACH},
+        {
+            "state": State.PENDING_DETACH,
+            "attempts": 3,
+            "failed_action": Action.DETACH,
+            "last_error": "boom",
+            "next_attempt_at": LATER,
+            "keys": {},
+        },
+    ),
+    "mark_failed": (
+        lambda link: link.mark_failed(Action.ATTACH, "boom"),
+        {State.PENDING_ATTACH},
+        {"state": State.FAILED, "attempts": 3, "last_error": "boom", "next_attempt_at": None},
+    ),
+    "reset": (
+        lambda link: link.reset(LATER),
+        {State.FAILED},
+        {"state": State.PENDING_ATTACH, "attempts": 0, "next_attempt_at": LATER},
+    ),
+    "claim_expired": (
+        lambda link: link.claim_expired(NOW, LATER),
+        set(ALL),
+        {"state": State.PENDING_DETACH, "attempts": 0, "next_attempt_at": LATER},
+    ),
+    "claim_due": (
+        lambda link: link.claim_due(NOW, LATER),
+        set(ALL),
+        {"next_attempt_at": LATER, "attempts": 2},
+    ),
+}
+
+
+def link_in(state: str, **fields: Any) -> VisitorLink:
+    user = get_user_model().objects.create_user("ann")
+    link: VisitorLink = VisitorLink.objects.create(
+        visitor_id="a" * 32,
+        user=user,
+        state=state,
+        keys={"r": ["old"]},
+        failed_action=Action.ATTACH,
+        attempts=2,
+        last_error="before",
+        next_attempt_at=NOW,
+        **fields,
+    )
+    return link
+
+
+def row(link: VisitorLink) -> dict[str, Any]:
+    return dict(VisitorLink.objects.filter(pk=link.pk).values().get())
+
+
+@pytest.mark.parametrize("state", ALL)
+@pytest.mark.parametrize("name", list(TRANSITIONS))
+def test_a_transition_happens_from_its_states_only(name: str, state: str) -> None:
+    transition, allowed, expected = TRANSITIONS[name]
+    link = link_in(state)
+    before = row(link)
+    changed = transition(link)
+    after = row(link)
+    if state not in allowed:
+        assert not changed
+        assert after == before
+        return
+    assert changed
+    assert {field: after[field] for field in expected} == expected
+    assert {field: getattr(link, field) for field in expected} == expected  # the instance follows
+    assert after["updated_at"] != before["updated_at"]
+
+
+def test_a_claim_loses_to_a_change_since_the_read() -> None:
+    link = link_in(State.PENDING_DETACH)
+    VisitorLink.objects.filter(pk=link.pk).update(next_attempt_at=LATER)
+    assert not link.claim_due(NOW, LATER + timedelta(minutes=1))
+    assert not link.claim_expired(NOW, LATER + timedelta(minutes=1))
+    assert row(link)["next_attempt_at"] == LATER
+
+
+def test_a_claim_of_a_link_read_without_a_next_attempt() -> None:
+    link = link_in(State.ATTACHED)
+    VisitorLink.objects.filter(pk=link.pk).update(next_attempt_at=None)
+    link.refresh_from_db()
+    assert link.claim_expired(NOW, LATER)
+    assert row(link)["state"] == State.PENDING_DETACH
+
+
+def test_a_reset_failed_detach_and_a_failed_link_without_an_action_detach() -> None:
+    failed = link_in(State.FAILED)
+    VisitorLink.objects.filter(pk=failed.pk).update(failed_action="")
+    failed.refresh_from_db()
+    assert failed.reset(LATER) == Action.DETACH
+    assert row(failed)["state"] == State.PENDING_DETACH
+
+
+def test_a_failed_attach_of_a_visitor_bound_anew_resets_to_detach() -> None:
+    failed = link_in(State.FAILED)
+    VisitorLink.objects.create(visitor_id=failed.visitor_id, state=State.ATTACHED)
+    assert failed.reset(LATER) == Action.DETACH
+    assert row(failed)["state"] == State.PENDING_DETACH
+
+
+def at(minutes: int) -> datetime:
+    return NOW + timedelta(minutes=minutes)
+
+
+def test_the_selections() -> None:
+    visitors = itertools.count(1)
+
+    def make(state: str, **fields: Any) -> int:
+        visitor_id = f"{next(visitors):032x}"
+        link: VisitorLink = VisitorLink.objects.create(
+            visitor_id=visitor_id, state=state, **fields
+        )
+        return link.pk
+
+    live_ended = make(State.ATTACHED, session_expires_at=at(-5))
+    pending_ended = make(State.PENDING_ATTACH, session_expires_at=at(-9))
+    live = make(State.ATTACHED, session_expires_at=at(5))
+    detach_due = make(State.PENDING_DETACH, next_attempt_at=at(-1))
+    attach_due = make(State.PENDING_ATTACH, next_attempt_at=at(-2))
+    make(State.PENDING_DETACH, next_attempt_at=at(1))
+    make(State.FAILED, next_attempt_at=at(-3), session_expires_at=at(-3))
+    old_detached = make(State.DETACHED, session_expires_at=at(-9))
+    links = VisitorLink.objects
+    assert set(links.live().values_list("pk", flat=True)) == {
+        live_ended,
+        pending_ended,
+        live,
+        attach_due,
+    }
+    assert list(links.expired(NOW).values_list("pk", flat=True)) == [pending_ended, live_ended]
+    assert list(links.due(NOW).values_list("pk", flat=True)) == [attach_due, detach_due]
+    assert list(
+        links.prunable(timezone.now() + timedelta(seconds=1)).values_list("pk", flat=True)
+    ) == [old_detached]
+    assert not links.prunable(NOW - timedelta(days=1)).exists()
+
+
+def test_releasing_many_links_leaves_detached_ones_alone() -> None:
+    detached = VisitorLink.objects.create(visitor_id="a" * 32, state=State.DETACHED)
+    failed = VisitorLink.objects.create(visitor_id="a" * 32, state=State.FAILED, attempts=4)
+    ids = VisitorLink.objects.filter(visitor_id="a" * 32).release(LATER)
+    assert ids == [failed.pk]
+    assert row(failed)["state"] == State.PENDING_DETACH
+    assert row(failed)["attempts"] == 0
+    assert row(detached)["state"] == State.DETACHED
