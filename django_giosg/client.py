@@ -83,6 +83,11 @@ class Chat:
     room_organization_id: str | None
     is_ended: bool
 
+    def is_owned_by(self, organization_id: str) -> bool:
+        """Whether ``organization_id`` owns the chat's room, so that its token may end the chat
+        (a chat listed without the room's owner counts as the organization's own)."""
+        return self.room_organization_id in (None, organization_id)
+
 
 class _TokenAuth(requests.auth.AuthBase):
     """Adds ``Authorization: Token …``; as an auth object it also keeps ``~/.netrc`` out of it."""

@@ -19,8 +19,8 @@ now: Callable[[], datetime] = timezone.now
 jitter: Callable[[], float] = random.random
 
 
-def backoff(attempt: int, base: float, cap: float, jitter: float) -> float:
-    """``base × 2^(attempt−1) × (0.5 + jitter)``, at most ``cap``: each failed try waits twice as
-    long as the one before, spread by ``jitter`` (in [0, 1)) so that clients failing together do
-    not all come back together."""
-    return min(base * 2.0 ** (attempt - 1) * (0.5 + jitter), cap)
+def backoff(attempt: int, base: float, cap: float, spread: float) -> float:
+    """``base × 2^(attempt−1) × (0.5 + spread)``, at most ``cap``: each failed try waits twice as
+    long as the one before, spread by a random ``spread`` in [0, 1) so that clients failing
+    together do not all come back together."""
+    return min(base * 2.0 ** (attempt - 1) * (0.5 + spread), cap)

@@ -105,18 +105,26 @@ class VisitorLinkQuerySet(models.QuerySet["VisitorLink"]):
         )
         return links
 
+    # The two changes of many links below are not copied onto the manager (``queryset_only``):
+    # ``VisitorLink.objects.release()`` would release every link there is.
+
     def release(self, stale_at: datetime) -> list[int]:
         """Transition: every link here but ``detached`` ones → ``pending_detach``, with a fresh
-        count of attempts. Returns their ids, to detach."""
+        count of attempts (the session ended, the user went, the admin said so). Returns their
+        ids, to detach."""
         ids: list[int] = list(self.not_detached().values_list("pk", flat=True))
-        released = self.model.objects.filter(pk__in=ids).exclude(state=State.DETACHED)
+        released = self.model.objects.filter(pk__in=ids).not_detached()
         released.update(**_released(stale_at), updated_at=clock.now())
         return ids
+
+    release.queryset_only = True  # type: ignore[attr-defined]
 
     def follow_expiry(self, expires_at: datetime | None) -> int:
         """The live links here follow their session's new expiry (no change of state)."""
         changed: int = self.live().update(session_expires_at=expires_at, updated_at=clock.now())
         return changed
+
+    follow_expiry.queryset_only = True  # type: ignore[attr-defined]
 
 
 class VisitorLink(models.Model):
@@ -167,13 +175,21 @@ class VisitorLink(models.Model):
     def __str__(self) -> str:
         return f"visitor {self.visitor_id} ({self.get_state_display()})"
 
+    def wants(self, action: str) -> bool:
+        """Whether ``action`` is still to be done: an attach only for a ``pending_attach`` link,
+        a detach for any link not ``detached`` yet."""
+        if action == Action.ATTACH:
+            return self.state == State.PENDING_ATTACH
+        return self.state != State.DETACHED
+
     # -- transitions: each changes the link only from the states it names, and returns whether
     # -- it did; the instance follows a change that happened.
 
     def rebind(
         self, browser_rooms: Sequence[str], stale_at: datetime, expires_at: datetime | None
     ) -> bool:
-        """Live → ``pending_attach``: the same user again, with more rooms to attach."""
+        """Live → ``pending_attach``: the same user bound again, to attach (again) in
+        ``browser_rooms``."""
         return self._change(
             LIVE_STATES,
             **_queued(State.PENDING_ATTACH, stale_at),
@@ -185,8 +201,9 @@ class VisitorLink(models.Model):
         """Live, and stays so: the session's expiry moved."""
         return self._change(LIVE_STATES, session_expires_at=expires_at)
 
-    def release(self, stale_at: datetime) -> bool:
-        """Live → ``pending_detach``: another user's binding supersedes this one."""
+    def supersede(self, stale_at: datetime) -> bool:
+        """Live → ``pending_detach``, with a fresh count of attempts: another user's binding of
+        the visitor supersedes this one."""
         return self._change(LIVE_STATES, **_released(stale_at))
 
     def cancel_attach(self) -> bool:
@@ -212,15 +229,18 @@ class VisitorLink(models.Model):
         return self._change([State.PENDING_DETACH], **_settled(State.DETACHED), keys={})
 
     def retry_later(
-        self, action: str, error: str, next_attempt_at: datetime, **fields: Any
+        self, action: str, attempts: int, error: str, next_attempt_at: datetime, **fields: Any
     ) -> bool:
-        """``pending_<action>``, and stays so: one more failed attempt, due again at
+        """``pending_<action>``, and stays so: ``attempts`` failed so far, due again at
         ``next_attempt_at``. ``fields``: what the attempt changed besides (the keys left)."""
-        return self._failed(action, error, next_attempt_at=next_attempt_at, **fields)
+        return self._failed(action, attempts, error, next_attempt_at=next_attempt_at, **fields)
 
-    def mark_failed(self, action: str, error: str, **fields: Any) -> bool:
-        """``pending_<action>`` → ``failed``: the last attempt failed; nothing is due any more."""
-        return self._failed(action, error, state=State.FAILED, next_attempt_at=None, **fields)
+    def mark_failed(self, action: str, attempts: int, error: str, **fields: Any) -> bool:
+        """``pending_<action>`` → ``failed``: the last of ``attempts`` failed; nothing is due
+        any more."""
+        return self._failed(
+            action, attempts, error, state=State.FAILED, next_attempt_at=None, **fields
+        )
 
     def reset(self, stale_at: datetime) -> str | None:
         """``failed`` → ``pending_<failed action>`` with no attempts (the admin's retry); the
@@ -251,8 +271,7 @@ class VisitorLink(models.Model):
         this sweep die with it."""
         return self._claim(now, next_attempt_at=stale_at)
 
-    def _failed(self, action: str, error: str, **fields: Any) -> bool:
-        attempts = self.attempts + 1
+    def _failed(self, action: str, attempts: int, error: str, **fields: Any) -> bool:
         return self._change(
             [pending_state(action)],
             failed_action=action,

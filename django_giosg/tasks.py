@@ -7,7 +7,9 @@ the capture view, the admin, the commands) call the functions below them, which 
 the rows and enqueue the tasks with ``transaction.on_commit``, so a task never runs before the
 row it reads is committed.
 
-Every error is caught here, at the task boundary, and logged; none reaches the auth flow.
+Every error of the tasks and of the rows' changes is caught here, at the task boundary, and
+logged; none reaches the auth flow. :func:`owned_rooms`, which the capture view awaits, raises
+giosg's errors for the view to handle.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from django.db import transaction
 from . import session
 from ._compat import task
 from .client import get_client
-from .conf import get_settings
+from .conf import GiosgSettings, get_settings
 from .limits import call_limits
 from .models import Action
 from .services import links, rooms, workflows
@@ -188,10 +190,9 @@ def retry_links(ids: Iterable[int]) -> int:
     return len(reset)
 
 
-def owned_rooms(room_ids: Iterable[str]) -> list[str]:
+def owned_rooms(room_ids: Iterable[str], settings: GiosgSettings) -> list[str]:
     """``room_ids`` without the rooms the organization does not own, asked of giosg (through the
     cached room list) within the limits of where this runs. Raises
     :class:`~django_giosg.errors.GiosgError` when giosg cannot be asked."""
-    settings = get_settings()
     client = get_client()
     return rooms.filter_owned_rooms(room_ids, client, settings, call_limits(client, settings))

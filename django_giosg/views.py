@@ -159,7 +159,7 @@ def _owned_rooms(rooms: list[str], settings: GiosgSettings) -> list[str]:
     if not rooms or not (settings.enabled and settings.use_browser_rooms):
         return []
     try:
-        return tasks.owned_rooms(rooms)
+        return tasks.owned_rooms(rooms, settings)
     except GiosgError as err:
         logger.warning("Could not check the browser's rooms with giosg, none kept: %s", err)
         return []

@@ -33,8 +33,8 @@ TRANSITIONS: dict[str, tuple[Transition, set[str], dict[str, Any]]] = {
         {State.PENDING_ATTACH, State.ATTACHED},
         {"session_expires_at": LATER, "attempts": 2},
     ),
-    "release": (
-        lambda link: link.release(LATER),
+    "supersede": (
+        lambda link: link.supersede(LATER),
         {State.PENDING_ATTACH, State.ATTACHED},
         {
             "state": State.PENDING_DETACH,
@@ -83,7 +83,7 @@ TRANSITIONS: dict[str, tuple[Transition, set[str], dict[str, Any]]] = {
         },
     ),
     "retry_later": (
-        lambda link: link.retry_later(Action.DETACH, "boom", LATER, keys={}),
+        lambda link: link.retry_later(Action.DETACH, 3, "boom", LATER, keys={}),
         {State.PENDING_DETACH},
         {
             "state": State.PENDING_DETACH,
@@ -95,7 +95,7 @@ TRANSITIONS: dict[str, tuple[Transition, set[str], dict[str, Any]]] = {
         },
     ),
     "mark_failed": (
-        lambda link: link.mark_failed(Action.ATTACH, "boom"),
+        lambda link: link.mark_failed(Action.ATTACH, 3, "boom"),
         {State.PENDING_ATTACH},
         {"state": State.FAILED, "attempts": 3, "last_error": "boom", "next_attempt_at": None},
     ),
@@ -231,3 +231,10 @@ def test_releasing_many_links_leaves_detached_ones_alone() -> None:
     assert row(failed)["state"] == State.PENDING_DETACH
     assert row(failed)["attempts"] == 0
     assert row(detached)["state"] == State.DETACHED
+
+
+def test_the_manager_has_no_change_of_every_link() -> None:
+    """``VisitorLink.objects.release()`` would release every link there is."""
+    assert not hasattr(VisitorLink.objects, "release")
+    assert not hasattr(VisitorLink.objects, "follow_expiry")
+    assert hasattr(VisitorLink.objects.all(), "release")

@@ -39,7 +39,7 @@ def record_failure(
     attempts = link.attempts + 1
     result.outcome = Outcome.RETRYING
     if attempts >= settings.sweep_max_attempts:
-        if link.mark_failed(action, error, **fields):
+        if link.mark_failed(action, attempts, error, **fields):
             result.outcome = Outcome.FAILED
             logger.error(
                 "django-giosg gave up on the %s of visitor %s after %d attempts: %s",
@@ -51,7 +51,8 @@ def record_failure(
             visitor_failed.send(VisitorLink, link=link, action=action, error=error)
         return result
     delay = link_backoff(attempts, settings)
-    if link.retry_later(action, error, clock.now() + timedelta(seconds=delay), **fields):
+    retry_at = clock.now() + timedelta(seconds=delay)
+    if link.retry_later(action, attempts, error, retry_at, **fields):
         logger.warning(
             "django-giosg could not %s visitor %s (attempt %d of %d), retried in %.0f s: %s",
             action,

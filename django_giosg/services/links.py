@@ -35,9 +35,11 @@ class BindPlan:
     detach: list[int] = field(default_factory=list)
 
 
-def stale_after(settings: GiosgSettings) -> datetime:
-    """When the sweep takes over a link whose task is enqueued now, in case the task is lost."""
-    return clock.now() + timedelta(seconds=settings.pending_stale_after)
+def stale_after(settings: GiosgSettings, now: datetime | None = None) -> datetime:
+    """When the sweep takes over a link whose task is enqueued now (or at ``now``), in case the
+    task is lost."""
+    start = clock.now() if now is None else now
+    return start + timedelta(seconds=settings.pending_stale_after)
 
 
 def bind(
@@ -68,7 +70,7 @@ def bind(
                 plan.attach = live.pk
                 return plan
             continue  # it changed meanwhile: look again
-        if live is not None and live.release(stale_after(settings)):
+        if live is not None and live.supersede(stale_after(settings)):
             plan.detach.append(live.pk)
         try:
             with transaction.atomic():

@@ -12,12 +12,15 @@ DETACHED_ALREADY = "the link is detached already"
 
 
 class Outcome(enum.Enum):
-    """How the link stands after the work: what the sweep counts."""
+    """How the work ended for its link: what the sweep counts."""
 
+    #: Done, or undone at once: an attach that a logout overtook was detached (``cancelled``).
     DONE = "done"
-    #: The link did not want the work (another worker had done it, or a logout overtook it).
+    #: The link did not want the work by the time it ran (another worker had done it, or its
+    #: state had moved on): nothing was done.
     SKIPPED = "skipped"
-    #: A failed attempt: the link is due again after the backoff.
+    #: Something failed and the link is left to a later try: due again after the backoff, or
+    #: (when someone else changed the link meanwhile) as they left it.
     RETRYING = "retrying"
     #: The last attempt failed: the link is ``failed``.
     FAILED = "failed"
@@ -55,7 +58,7 @@ class Result:
         return self
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-shaped, for a task's return value."""
+        """JSON-shaped, for a task's return value (the outcome is the sweep's business)."""
         fields = asdict(self)
-        fields["outcome"] = self.outcome.value
+        del fields["outcome"]
         return {**fields, "ok": self.ok}

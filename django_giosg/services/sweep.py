@@ -18,9 +18,10 @@ from .. import clock
 from ..client import GiosgClient
 from ..conf import GiosgSettings
 from ..limits import DEFAULT_LIMITS, CallLimits
-from ..models import State, VisitorLink, VisitorLinkQuerySet
+from ..models import Action, VisitorLink, VisitorLinkQuerySet
 from . import workflows
 from .leases import prune_leases
+from .links import stale_after
 from .results import Outcome, Result
 
 logger = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def sweep(
         report.due = _count(VisitorLink.objects.due(now), _left(limit, report.expired))
         report.pruned = _prunable(settings, now).count()
         return report
-    stale = now + timedelta(seconds=settings.pending_stale_after)
+    stale = stale_after(settings, now)
     seen: set[int] = set()
     while _left(limit, report.expired) != 0:
         link = _claim_next(
@@ -166,7 +167,7 @@ def sweep(
         if link is None:
             break
         report.due += 1
-        workflow = workflows.attach if link.state == State.PENDING_ATTACH else workflows.detach
+        workflow = workflows.attach if link.wants(Action.ATTACH) else workflows.detach
         _sweep_one(report, link, workflow, client, settings, limits)
     report.pruned, _ = _prunable(settings, now).delete()
     prune_leases(now)

@@ -81,12 +81,6 @@ def detach(
     return _run(link_id, Action.DETACH, _Means(client, settings, limits), _detach_leased)
 
 
-def _wants(link: VisitorLink, action: str) -> bool:
-    if action == Action.ATTACH:
-        return link.state == State.PENDING_ATTACH
-    return link.state != State.DETACHED
-
-
 def _run(link_id: int, action: str, means: _Means, work: Work) -> Result:
     """Run ``work`` holding the visitor's lease, if the link wants it now and still wants it
     once the lease is taken (another worker may have been first). A visitor busy for longer than
@@ -97,7 +91,7 @@ def _run(link_id: int, action: str, means: _Means, work: Work) -> Result:
     """
     result = Result(link_id, action)
     link = VisitorLink.objects.filter(pk=link_id).first()
-    if link is None or not _wants(link, action):
+    if link is None or not link.wants(action):
         return result.skip(_UNWANTED[action])
     if action == Action.DETACH:
         link.begin_detach()  # cancels a pending attach now, before waiting for the lease
@@ -108,7 +102,7 @@ def _run(link_id: int, action: str, means: _Means, work: Work) -> Result:
     try:
         with visitor_lease(link.visitor_id, means.client, deadline):
             link.refresh_from_db()
-            if not _wants(link, action):
+            if not link.wants(action):
                 return result.skip(_UNWANTED[action])
             return work(link, result, bounded)
     except VisitorBusy as err:
@@ -227,7 +221,6 @@ class _DetachRun:
     def __init__(self, means: _Means, visitor_id: str, result: Result) -> None:
         self.client = means.client
         self.settings = means.settings
-        self.options = means.limits.options()
         self.limits = means.limits
         self.visitor_id = visitor_id
         self.collector = Collector(result)
@@ -245,7 +238,7 @@ class _DetachRun:
 
     def _delete(self, room: str, key: str) -> None:
         try:
-            self.client.delete_variable(room, self.visitor_id, key, **self.options)
+            self.client.delete_variable(room, self.visitor_id, key, **self.limits.options())
         except GiosgNotFound:
             pass  # gone already: that is what we wanted
         except GiosgError as err:
@@ -256,8 +249,10 @@ class _DetachRun:
     def _close_chats(self, pool: JobPool, room: RoomRef) -> None:
         org = self.settings.organization_id
         try:
-            for chat in self.client.iter_open_chats(room.id, self.visitor_id, **self.options):
-                if not room.owned or chat.room_organization_id not in (None, org):
+            for chat in self.client.iter_open_chats(
+                room.id, self.visitor_id, **self.limits.options()
+            ):
+                if not room.owned or not chat.is_owned_by(org):
                     logger.info(
                         "Chat %s of visitor %s is in room %s of another organization; "
                         "left to its owner",
@@ -275,7 +270,7 @@ class _DetachRun:
 
     def _end_chat(self, chat_id: str) -> None:
         try:
-            self.client.end_chat(chat_id, **self.options)
+            self.client.end_chat(chat_id, **self.limits.options())
         except GiosgError as err:
             if not _is_client_error(err) or not self._has_ended(chat_id):
                 self.collector.failed(f"ending chat {chat_id}: {err}")
@@ -285,7 +280,7 @@ class _DetachRun:
     def _has_ended(self, chat_id: str) -> bool:
         """After a 4xx: giosg may refuse to end a chat that has ended meanwhile (it is locked)."""
         try:
-            return self.client.get_chat(chat_id, **self.options).is_ended
+            return self.client.get_chat(chat_id, **self.limits.options()).is_ended
         except GiosgError:
             return False
 

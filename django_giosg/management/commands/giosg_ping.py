@@ -37,7 +37,7 @@ class Command(BaseCommand):
         )
         configured = set(settings.room_ids)
         for room in rooms:
-            # The services' rule: a room listed with another owner is not ours either.
+            # The workflows' rule: a room listed with another owner is not ours either.
             owner = "owned" if room.is_owned_by(settings.organization_id) else "shared"
             mark = " (in ROOM_IDS)" if room.id.lower() in configured else ""
             self.stdout.write(f"  {room.id}  {owner:6}  {room.name}{mark}")
