@@ -160,6 +160,28 @@ def test_failures_back_off_then_the_link_fails_once_and_loudly(
     assert get_settings().api_token not in caplog.text
 
 
+def test_an_attach_undone_for_a_deleted_user_counts_as_its_detach_did(
+    giosg: GiosgSimulator, link_clock: LinkClock
+) -> None:
+    """The user went before the attach ran: the attach becomes a detach, and the sweep counts
+    that detach's outcome: to retry while it fails, failed after the last attempt."""
+    giosg.seed_visitor(VISITORS[0], rooms=giosg.room_ids[:1], open_chats=1)
+    links.bind(make_user("ann"), VISITORS[0], get_settings())  # the attach task was lost
+    VisitorLink.objects.update(user=None)  # as SET_NULL leaves it
+    giosg.add_fault("end_chat", status=500)
+    link_clock.advance(get_settings().pending_stale_after)
+    assert "1 due link(s): 0 done, 1 to retry, 0 failed" in sweep()
+    link = VisitorLink.objects.get()
+    assert (link.state, link.attempts) == (State.PENDING_DETACH, 1)
+    link_clock.advance(6 * 3600)
+    assert "1 due link(s): 0 done, 1 to retry, 0 failed" in sweep()
+    link_clock.advance(6 * 3600)
+    assert "1 due link(s): 0 done, 0 to retry, 1 failed" in sweep()
+    assert reloaded(link).state == State.FAILED
+    giosg.clear_faults()
+    assert giosg.requests("set_variable") == 0
+
+
 def test_the_backoff_grows_to_its_cap(
     giosg: GiosgSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
