@@ -206,7 +206,7 @@ _PARSERS: dict[str, tuple[str, Callable[[object], object]]] = {
     "USE_BROWSER_ROOMS": ("use_browser_rooms", _bool),
     "TIMEOUT": ("timeout", _timeout),
     "MAX_WORKERS": ("max_workers", _positive_int),
-    "MAX_RETRIES": ("max_retries", _positive_int),
+    "MAX_RETRIES": ("max_retries", _non_negative_int),
     "RETRY_AFTER_CAP": ("retry_after_cap", _positive_float),
     "INLINE_BUDGET": ("inline_budget", _positive_float),
     "ROOMS_CACHE_TTL": ("rooms_cache_ttl", _non_negative_int),

@@ -6,11 +6,14 @@ import re
 from typing import Any
 
 import pytest
+import responses
 from django.test import override_settings
 
 from django_giosg import conf
+from django_giosg.client import GiosgClient
 from django_giosg.conf import GiosgSettings, get_settings, load
-from django_giosg.errors import GiosgConfigurationError
+from django_giosg.errors import GiosgConfigurationError, GiosgUnavailable
+from tests.conftest import BASE, FakeClock
 
 ORG = "7f9e9580-095b-42c7-838c-c04e667b26f7"
 ROOM = "9926bdfa-56e0-11e5-b98c-6c4008c08dfe"
@@ -106,6 +109,19 @@ def test_small_values_are_valid() -> None:
     )
 
 
+def test_max_retries_zero_means_one_try_and_no_retry(
+    mocked: responses.RequestsMock, clock: FakeClock
+) -> None:
+    settings = load(with_(MAX_RETRIES=0, API_BASE_URL=BASE))
+    assert settings.max_retries == 0
+    mocked.get(f"{BASE}/api/v5/orgs/{ORG}/rooms", status=503)
+    client = GiosgClient.from_settings(settings, sleep=clock.sleep, clock=clock)
+    with client, pytest.raises(GiosgUnavailable):
+        list(client.iter_rooms())
+    assert len(mocked.calls) == 1
+    assert clock.sleeps == []
+
+
 def site_variables(user: object) -> dict[str, object]:
     return {"plan": "gold"}
 
@@ -154,7 +170,8 @@ INVALID: list[tuple[str, Any, str]] = [
     ("MAX_WORKERS", 0, "greater than 0"),
     ("MAX_WORKERS", 2.5, "must be an integer"),
     ("MAX_WORKERS", True, "must be an integer"),
-    ("MAX_RETRIES", -1, "greater than 0"),
+    ("MAX_RETRIES", -1, "0 or greater"),
+    ("MAX_RETRIES", 1.0, "must be an integer"),
     ("RETRY_AFTER_CAP", 0, "greater than 0"),
     ("RETRY_AFTER_CAP", float("nan"), "greater than 0"),
     ("INLINE_BUDGET", -0.5, "greater than 0"),
