@@ -189,6 +189,11 @@ class GiosgClient:
         """Seconds until ``deadline`` (negative once it has passed)."""
         return deadline - self._clock()
 
+    def pause(self, seconds: float) -> None:
+        """Wait on the client's clock: its own sleep, which a test replaces, so that a wait for
+        something else (the visitor's lease) moves the same clock as its deadline."""
+        self._sleep(seconds)
+
     # -- the endpoints ------------------------------------------------------------------------
 
     def set_variable(

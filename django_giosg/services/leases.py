@@ -8,7 +8,6 @@ holder dies.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,7 +62,7 @@ def visitor_lease(visitor_id: str, client: GiosgClient, deadline: float) -> Iter
             raise VisitorBusy(
                 f"another attach or detach of visitor {visitor_id} was still running"
             )
-        time.sleep(LEASE_POLL)
+        client.pause(LEASE_POLL)
     try:
         yield
     finally:
