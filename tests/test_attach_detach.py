@@ -282,6 +282,22 @@ def test_detach_ends_owned_chats_skips_shared_ones_and_deletes_the_keys(
     assert link.keys == {}
 
 
+def test_a_chat_without_its_rooms_owner_in_a_shared_room_is_left_alone(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    """Neither the room (shared to us, no owner listed) nor the chat names another organization:
+    the room's ``is_shared`` alone says the chat is not ours to end."""
+    mocked.get(f"{ORG_URL}/rooms", json=page({"id": SHARED, "is_shared": True}))
+    unlabelled = {"id": "c-unlabelled", "room_id": SHARED, "is_ended": False}
+    chats_of(mocked, SHARED, unlabelled)
+    link = link_for(user, state=State.ATTACHED, keys={})
+    result = workflows.detach(link.pk, client, giosg(ROOM_IDS=[SHARED]))
+    assert result.ok
+    assert result.ended == []
+    assert result.skipped == ["chat c-unlabelled: room of another organization"]
+    assert [call.request.method for call in mocked.calls] == ["GET", "GET"]
+
+
 def test_already_gone_counts_as_done(
     client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
 ) -> None:

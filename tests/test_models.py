@@ -163,6 +163,18 @@ def test_a_claim_loses_to_a_change_since_the_read() -> None:
     assert row(link)["next_attempt_at"] == LATER
 
 
+@pytest.mark.parametrize("claim", ["claim_due", "claim_expired"])
+def test_a_claim_loses_to_a_change_of_state_alone_since_the_read(claim: str) -> None:
+    """A change that keeps ``next_attempt_at`` (a detach beginning, an attach cancelled) still
+    takes the link out of this sweep's hands: the claim compares the state too."""
+    link = link_in(State.PENDING_ATTACH)
+    VisitorLink.objects.get(pk=link.pk).cancel_attach()
+    before = row(link)
+    assert not getattr(link, claim)(NOW, LATER)
+    assert row(link) == before
+    assert link.state == State.PENDING_ATTACH  # the instance did not follow a change not made
+
+
 def test_a_claim_of_a_link_read_without_a_next_attempt() -> None:
     link = link_in(State.ATTACHED)
     VisitorLink.objects.filter(pk=link.pk).update(next_attempt_at=None)

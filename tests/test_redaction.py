@@ -75,3 +75,18 @@ def test_a_value_cut_by_the_excerpt_is_not_shown_in_part(
     with pytest.raises(GiosgAPIError) as caught:
         client.set_variable(ROOM, VISITOR, "username", VALUE)
     assert caught.value.body == "x" * 495 + "***"
+
+
+def test_an_unparseable_answer_echoing_the_token_does_not_show_it(
+    client: GiosgClient, mocked: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 200 that is not the JSON expected (a proxy's page, say) is an error with an excerpt of
+    the body: the token it echoes is replaced."""
+    page = f"<html>Bad gateway for Authorization: Token {TOKEN}</html>"
+    mocked.get(f"{ORG_URL}/rooms", status=200, body=page, content_type="text/html")
+    with caplog.at_level(logging.DEBUG), pytest.raises(GiosgAPIError) as caught:
+        list(client.iter_rooms())
+    error = caught.value
+    assert error.body == "<html>Bad gateway for Authorization: Token ***</html>"
+    shown = [str(error), repr(error), "".join(traceback.format_exception(error)), caplog.text]
+    assert not any(leaks(text) for text in shown), shown
