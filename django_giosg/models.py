@@ -4,8 +4,12 @@ A :class:`VisitorLink` moves through the states of the README's state machine ("
 selections live on :class:`VisitorLinkQuerySet` and the transitions on the model, each a
 conditional update that happens only from the states it names: safe against a concurrent change,
 on every database, without row locks. At most one link per visitor id is live (``pending_attach``
-or ``attached``): a partial unique constraint guarantees it even when two logins race. No raw
-session key is stored.
+or ``attached``): a unique column that holds the visitor id only while the link is live
+(``live_visitor_id``) guarantees it even when two logins race, on every database (MySQL, MariaDB
+and Oracle ignore conditional unique constraints). No raw session key is stored.
+
+Every transaction, and every read a transition depends on, is on the database the router writes
+links to (:func:`write_db`), never on a replica that may lag.
 """
 
 from __future__ import annotations
@@ -15,8 +19,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from django.conf import settings
-from django.db import IntegrityError, models, transaction
-from django.db.models import Q
+from django.db import IntegrityError, models, router, transaction
 
 from . import clock
 
@@ -43,6 +46,19 @@ def pending_state(action: str) -> str:
 LIVE_STATES = (State.PENDING_ATTACH, State.ATTACHED)
 PENDING_STATES = (State.PENDING_ATTACH, State.PENDING_DETACH)
 NOT_DETACHED = [state for state in State.values if state != State.DETACHED]
+
+
+def write_db(model: type[models.Model]) -> str:
+    """The database the router writes ``model`` to: the app's transactions, ``on_commit``
+    callbacks and database feature checks for it are all there."""
+    return router.db_for_write(model)
+
+
+def live_visitor_id(visitor_id: str, state: str) -> str | None:
+    """The unique column's value: the visitor id while the link is live, else ``NULL`` (which
+    every database lets many rows share)."""
+    return visitor_id if state in LIVE_STATES else None
+
 
 # The field groups the transitions write; each is spelled out here once.
 
@@ -114,7 +130,7 @@ class VisitorLinkQuerySet(models.QuerySet["VisitorLink"]):
         ids, to detach."""
         ids: list[int] = list(self.not_detached().values_list("pk", flat=True))
         released = self.model.objects.filter(pk__in=ids).not_detached()
-        released.update(**_released(stale_at), updated_at=clock.now())
+        released.update(**_released(stale_at), live_visitor_id=None, updated_at=clock.now())
         return ids
 
     release.queryset_only = True  # type: ignore[attr-defined]
@@ -127,10 +143,26 @@ class VisitorLinkQuerySet(models.QuerySet["VisitorLink"]):
     follow_expiry.queryset_only = True  # type: ignore[attr-defined]
 
 
+class VisitorLinkManager(models.Manager.from_queryset(VisitorLinkQuerySet)):  # type: ignore[misc]
+    """Links are read where they are written (:func:`write_db`, unless ``db_manager()`` names
+    another database): the state machine never decides on a replica's stale copy."""
+
+    def get_queryset(self) -> VisitorLinkQuerySet:
+        links: VisitorLinkQuerySet = super().get_queryset()
+        if self._db is None:
+            links = links.using(write_db(self.model))
+        return links
+
+
 class VisitorLink(models.Model):
     """One giosg visitor bound to one user, from login (or capture) until it is detached."""
 
     visitor_id = models.CharField(max_length=128)
+    #: ``visitor_id`` while the link is live, else ``NULL``: unique, so that a visitor has at
+    #: most one live link on every database. Written by the transitions (and :meth:`save`).
+    live_visitor_id = models.CharField(
+        max_length=128, null=True, blank=True, unique=True, editable=False
+    )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -153,17 +185,10 @@ class VisitorLink(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = VisitorLinkQuerySet.as_manager()
+    objects = VisitorLinkManager()
 
     class Meta:
         verbose_name = "visitor link"
-        constraints: ClassVar[list[models.BaseConstraint]] = [
-            models.UniqueConstraint(
-                fields=["visitor_id"],
-                condition=Q(state__in=["pending_attach", "attached"]),
-                name="django_giosg_one_live_link_per_visitor",
-            )
-        ]
         indexes: ClassVar[list[models.Index]] = [
             # the sweep: due pending links, expired attached links, old detached links
             models.Index(fields=["state", "next_attempt_at"], name="django_giosg_due"),
@@ -174,6 +199,14 @@ class VisitorLink(models.Model):
 
     def __str__(self) -> str:
         return f"visitor {self.visitor_id} ({self.get_state_display()})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """A new link (or one saved whole) gets the unique column that goes with its state."""
+        self.live_visitor_id = live_visitor_id(self.visitor_id, self.state)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "state" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "live_visitor_id"}
+        super().save(*args, **kwargs)
 
     def wants(self, action: str) -> bool:
         """Whether ``action`` is still to be done: an attach only for a ``pending_attach`` link,
@@ -254,7 +287,7 @@ class VisitorLink(models.Model):
             "next_attempt_at": stale_at,
         }
         try:
-            with transaction.atomic():
+            with transaction.atomic(using=write_db(type(self))):
                 changed = self._change([State.FAILED], **changes)
         except IntegrityError:  # the one-live-link constraint: the visitor is bound anew
             action = Action.DETACH
@@ -298,6 +331,9 @@ class VisitorLink(models.Model):
         return self._apply(links, {**fields, "updated_at": clock.now()})
 
     def _apply(self, links: models.QuerySet[VisitorLink], fields: dict[str, Any]) -> bool:
+        if "state" in fields:  # the unique column goes with the state
+            live = live_visitor_id(self.visitor_id, fields["state"])
+            fields = {**fields, "live_visitor_id": live}
         changed = bool(links.update(**fields))
         if changed:
             for name, value in fields.items():

@@ -28,7 +28,7 @@ from ._compat import task
 from .client import get_client
 from .conf import GiosgSettings, get_settings
 from .limits import call_limits
-from .models import Action
+from .models import Action, VisitorLink, write_db
 from .services import links, rooms, workflows
 from .services import sweep as sweeping
 from .services.results import Result
@@ -108,8 +108,9 @@ def _enqueue(task_to_run: Any, link_id: int) -> None:
 
 
 def _enqueue_on_commit(task_to_run: Any, link_ids: Iterable[int]) -> None:
+    database = write_db(VisitorLink)  # the links' changes commit there
     for link_id in link_ids:
-        transaction.on_commit(partial(_enqueue, task_to_run, link_id))
+        transaction.on_commit(partial(_enqueue, task_to_run, link_id), using=database)
 
 
 # -- what entry points call ----------------------------------------------------------------------

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from django_giosg.models import Action, State, VisitorLink
+from django_giosg.models import LIVE_STATES, Action, State, VisitorLink
 
 pytestmark = pytest.mark.django_db
 
@@ -145,6 +146,9 @@ def test_a_transition_happens_from_its_states_only(name: str, state: str) -> Non
     before = row(link)
     changed = transition(link)
     after = row(link)
+    # the unique column goes with the state, whether the transition happened or not
+    assert after["live_visitor_id"] == (link.visitor_id if after["state"] in LIVE_STATES else None)
+    assert link.live_visitor_id == after["live_visitor_id"]
     if state not in allowed:
         assert not changed
         assert after == before
@@ -238,10 +242,13 @@ def test_the_selections() -> None:
 def test_releasing_many_links_leaves_detached_ones_alone() -> None:
     detached = VisitorLink.objects.create(visitor_id="a" * 32, state=State.DETACHED)
     failed = VisitorLink.objects.create(visitor_id="a" * 32, state=State.FAILED, attempts=4)
+    live = VisitorLink.objects.create(visitor_id="a" * 32, state=State.ATTACHED)
+    assert row(live)["live_visitor_id"] == "a" * 32
     ids = VisitorLink.objects.filter(visitor_id="a" * 32).release(LATER)
-    assert ids == [failed.pk]
+    assert sorted(ids) == [failed.pk, live.pk]
     assert row(failed)["state"] == State.PENDING_DETACH
     assert row(failed)["attempts"] == 0
+    assert (row(live)["state"], row(live)["live_visitor_id"]) == (State.PENDING_DETACH, None)
     assert row(detached)["state"] == State.DETACHED
 
 
@@ -250,3 +257,40 @@ def test_the_manager_has_no_change_of_every_link() -> None:
     assert not hasattr(VisitorLink.objects, "release")
     assert not hasattr(VisitorLink.objects, "follow_expiry")
     assert hasattr(VisitorLink.objects.all(), "release")
+
+
+# -- one live link per visitor, on every database -------------------------------------------------
+
+
+def test_one_live_link_per_visitor_without_a_conditional_constraint() -> None:
+    """What MySQL, MariaDB and Oracle enforce too: no constraint of the model has a condition
+    (they would ignore it); the unique column alone keeps a second live link out."""
+    assert all(getattr(c, "condition", None) is None for c in VisitorLink._meta.constraints)
+    VisitorLink.objects.create(visitor_id="a" * 32, state=State.ATTACHED)
+    for state in LIVE_STATES:
+        with pytest.raises(IntegrityError), transaction.atomic():
+            VisitorLink.objects.create(visitor_id="a" * 32, state=state)
+    for state in (State.PENDING_DETACH, State.DETACHED, State.FAILED, State.DETACHED):
+        VisitorLink.objects.create(visitor_id="a" * 32, state=state)  # NULLs never collide
+    assert VisitorLink.objects.filter(visitor_id="a" * 32).count() == 5
+
+
+def test_no_database_is_warned_that_it_ignores_the_invariant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``models.W036``: a database without partial indexes ignores conditional unique
+    constraints. Pretend to be one."""
+    monkeypatch.setattr(connection.features, "supports_partial_indexes", False)
+    warnings = VisitorLink.check(databases=[DEFAULT_DB_ALIAS])
+    assert warnings == []
+
+
+def test_saving_a_link_keeps_the_unique_column_with_its_state() -> None:
+    link = VisitorLink.objects.create(visitor_id="b" * 32)
+    assert row(link)["live_visitor_id"] == "b" * 32
+    link.state = State.DETACHED
+    link.save(update_fields=["state"])
+    assert row(link)["live_visitor_id"] is None
+    link.state = State.ATTACHED
+    link.save()
+    assert row(link)["live_visitor_id"] == "b" * 32

@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 
 from .. import clock
 from ..client import GiosgClient
-from ..models import VisitorLease
+from ..models import VisitorLease, write_db
 
 LEASE_POLL = 0.05  # seconds between two tries to take a visitor's lease
 #: How much longer than its work a lease lasts: the work stops at its deadline, but it still
@@ -40,7 +40,7 @@ def _take_lease(visitor_id: str, seconds: float) -> str | None:
     if leases.update(holder=holder, expires_at=expires_at):
         return holder
     try:
-        with transaction.atomic():
+        with transaction.atomic(using=write_db(VisitorLease)):
             VisitorLease.objects.create(
                 visitor_id=visitor_id, holder=holder, expires_at=expires_at
             )

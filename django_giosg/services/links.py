@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 
 from .. import clock
 from ..conf import GiosgSettings
-from ..models import State, VisitorLink, VisitorLinkQuerySet
+from ..models import State, VisitorLink, VisitorLinkQuerySet, write_db
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ def bind(
     with the new browser rooms. A live link of another user is superseded (one visitor, one
     user): it becomes ``pending_detach`` and is returned to be detached first.
 
-    Two concurrent binds of one visitor cannot both create a live link (the partial unique
-    constraint); the loser reads the winner's link and supersedes it in turn.
+    Two concurrent binds of one visitor cannot both create a live link (the unique
+    ``live_visitor_id``); the loser reads the winner's link and supersedes it in turn.
     """
     plan = BindPlan()
     rooms = list(dict.fromkeys(browser_rooms)) if settings.use_browser_rooms else []
@@ -73,7 +73,7 @@ def bind(
         if live is not None and live.supersede(stale_after(settings)):
             plan.detach.append(live.pk)
         try:
-            with transaction.atomic():
+            with transaction.atomic(using=write_db(VisitorLink)):
                 link = VisitorLink.objects.create(
                     visitor_id=visitor_id,
                     user=user,

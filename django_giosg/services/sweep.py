@@ -12,13 +12,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connections, transaction
 
 from .. import clock
 from ..client import GiosgClient
 from ..conf import GiosgSettings
 from ..limits import DEFAULT_LIMITS, CallLimits
-from ..models import Action, VisitorLink, VisitorLinkQuerySet
+from ..models import Action, VisitorLink, VisitorLinkQuerySet, write_db
 from . import workflows
 from .leases import prune_leases
 from .links import stale_after
@@ -99,11 +99,12 @@ def _claim_next(links: VisitorLinkQuerySet, seen: set[int], claim: Claim) -> Vis
     take the same link, and no sweep takes one twice (``seen``, kept in Python so that a long
     run sends no ever longer ``NOT IN`` list). Where the database can, the candidates are also
     locked, and rows another sweep holds are skipped (``SELECT … FOR UPDATE SKIP LOCKED``)."""
-    if not connection.features.has_select_for_update_skip_locked:
+    database = write_db(VisitorLink)
+    if not connections[database].features.has_select_for_update_skip_locked:
         # SQLite: no row locks, and a transaction that reads then writes can fail at once with
         # "database is locked" when another one writes; each update commits on its own instead.
         return _take_unchanged(links, seen, claim)
-    with transaction.atomic():
+    with transaction.atomic(using=database):
         taken: VisitorLink | None = _take_unchanged(
             links.select_for_update(skip_locked=True), seen, claim
         )

@@ -25,7 +25,7 @@ from ..errors import (
     GiosgRateLimited,
 )
 from ..limits import DEFAULT_LIMITS, CallLimits
-from ..models import LIVE_STATES, Action, State, VisitorLink
+from ..models import LIVE_STATES, Action, State, VisitorLink, write_db
 from ..signals import visitor_attached, visitor_detached
 from .failures import fail, record_failure, summary
 from .leases import VisitorBusy, visitor_lease
@@ -101,7 +101,7 @@ def _run(link_id: int, action: str, means: _Means, work: Work) -> Result:
     bounded = replace(means, limits=means.limits._replace(deadline=deadline))
     try:
         with visitor_lease(link.visitor_id, means.client, deadline):
-            link.refresh_from_db()
+            link.refresh_from_db(using=write_db(VisitorLink))
             if not link.wants(action):
                 return result.skip(_UNWANTED[action])
             return work(link, result, bounded)
@@ -161,7 +161,7 @@ def _attach_leased(link: VisitorLink, result: Result, means: _Means) -> Result:
         visitor_attached.send(VisitorLink, link=link, result=result)
         return result
     # A logout (or another login) overtook this attach: undo it at once.
-    link.refresh_from_db()
+    link.refresh_from_db(using=write_db(VisitorLink))
     return _cancelled(link, result, means)
 
 

@@ -1,0 +1,61 @@
+"""The app's migrations: none missing, and 0002 gives the live links their unique column."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import IntegrityError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
+
+from django_giosg.models import State, VisitorLink
+
+BEFORE = [("django_giosg", "0001_initial")]
+AFTER = [("django_giosg", "0002_live_visitor_id")]
+
+
+@pytest.mark.django_db
+def test_no_migration_is_missing() -> None:
+    call_command("makemigrations", "django_giosg", check=True, dry_run=True, stdout=StringIO())
+
+
+def migrate(target: list[tuple[str, str]]) -> MigrationExecutor:
+    executor = MigrationExecutor(connection)
+    executor.migrate(target)
+    executor.loader.build_graph()  # what was applied
+    return executor
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_links_get_the_unique_column_and_the_migration_reverses() -> None:
+    old = (
+        migrate(BEFORE).loader.project_state(BEFORE).apps.get_model("django_giosg", "VisitorLink")
+    )
+    created = {
+        state: old.objects.create(visitor_id=visitor, state=state).pk
+        for visitor, state in [
+            ("a" * 32, State.ATTACHED),
+            ("b" * 32, State.PENDING_ATTACH),
+            ("a" * 32, State.PENDING_DETACH),
+            ("b" * 32, State.DETACHED),
+            ("c" * 32, State.FAILED),
+        ]
+    }
+    try:
+        migrate(AFTER)
+        columns = dict(VisitorLink.objects.values_list("pk", "live_visitor_id"))
+        assert {state: columns[pk] for state, pk in created.items()} == {
+            State.ATTACHED: "a" * 32,
+            State.PENDING_ATTACH: "b" * 32,
+            State.PENDING_DETACH: None,
+            State.DETACHED: None,
+            State.FAILED: None,
+        }
+        with pytest.raises(IntegrityError), transaction.atomic():
+            VisitorLink.objects.create(visitor_id="a" * 32)
+        migrate(BEFORE)  # and back: the partial constraint again
+        with pytest.raises(IntegrityError), transaction.atomic():
+            old.objects.create(visitor_id="b" * 32, state=State.ATTACHED)
+    finally:
+        migrate(AFTER)
