@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, models, router, transaction
@@ -143,15 +143,24 @@ class VisitorLinkQuerySet(models.QuerySet["VisitorLink"]):
     follow_expiry.queryset_only = True  # type: ignore[attr-defined]
 
 
-class VisitorLinkManager(models.Manager.from_queryset(VisitorLinkQuerySet)):  # type: ignore[misc]
-    """Links are read where they are written (:func:`write_db`, unless ``db_manager()`` names
-    another database): the state machine never decides on a replica's stale copy."""
+_QuerySet = TypeVar("_QuerySet", bound=models.QuerySet[Any])
 
+
+def _where_written(manager: models.Manager[Any], rows: _QuerySet) -> _QuerySet:
+    """The app's rows are read where they are written (:func:`write_db`, unless ``db_manager()``
+    names another database): the state machine never decides on a replica's stale copy."""
+    return rows if manager._db is not None else rows.using(write_db(manager.model))
+
+
+class VisitorLinkManager(models.Manager.from_queryset(VisitorLinkQuerySet)):  # type: ignore[misc]
     def get_queryset(self) -> VisitorLinkQuerySet:
         links: VisitorLinkQuerySet = super().get_queryset()
-        if self._db is None:
-            links = links.using(write_db(self.model))
-        return links
+        return _where_written(self, links)
+
+
+class VisitorLeaseManager(models.Manager["VisitorLease"]):
+    def get_queryset(self) -> models.QuerySet[VisitorLease]:
+        return _where_written(self, super().get_queryset())
 
 
 class VisitorLink(models.Model):
@@ -352,6 +361,8 @@ class VisitorLease(models.Model):
     visitor_id = models.CharField(max_length=128, unique=True)
     holder = models.CharField(max_length=32)
     expires_at = models.DateTimeField()
+
+    objects = VisitorLeaseManager()
 
     def __str__(self) -> str:
         return f"lease on visitor {self.visitor_id}"

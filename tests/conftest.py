@@ -31,6 +31,17 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``tests.settings_two_databases``, each database test may use every database."""
+    if len(settings.DATABASES) == 1:
+        return
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker is not None and "databases" not in marker.kwargs:
+            every = pytest.mark.django_db(*marker.args, **marker.kwargs, databases="__all__")
+            item.add_marker(every, append=False)
+
+
 def load_settings(**changes: object) -> conf.GiosgSettings:
     """Validated settings for the test organization, without touching ``settings.GIOSG``."""
     return conf.load({"API_TOKEN": "t", "ORGANIZATION_ID": ORG, "ROOM_IDS": [ROOM], **changes})

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from django_giosg.models import State, VisitorLink
+from django_giosg.models import State, VisitorLink, write_db
 
 pytestmark = pytest.mark.django_db
 
@@ -42,7 +42,7 @@ def test_detach_now_queues_a_detach(
     admin_client: Client, django_capture_on_commit_callbacks: Callable[..., Any]
 ) -> None:
     attached, detached = link("a", State.ATTACHED), link("b", State.DETACHED)
-    with django_capture_on_commit_callbacks() as callbacks:
+    with django_capture_on_commit_callbacks(using=write_db(VisitorLink)) as callbacks:
         response = admin_client.post(
             URL,
             {"action": "detach_now", "_selected_action": [attached.pk, detached.pk]},
@@ -59,7 +59,7 @@ def test_retry_gives_a_failed_link_a_fresh_start(
 ) -> None:
     failed = link("a", State.FAILED, failed_action="attach", attempts=10, last_error="HTTP 503")
     attached = link("b", State.ATTACHED)
-    with django_capture_on_commit_callbacks() as callbacks:
+    with django_capture_on_commit_callbacks(using=write_db(VisitorLink)) as callbacks:
         response = admin_client.post(
             URL, {"action": "retry", "_selected_action": [failed.pk, attached.pk]}, follow=True
         )
@@ -68,7 +68,7 @@ def test_retry_gives_a_failed_link_a_fresh_start(
     failed.refresh_from_db()
     assert failed.state == State.PENDING_ATTACH
     assert failed.attempts == 0
-    with django_capture_on_commit_callbacks() as callbacks:
+    with django_capture_on_commit_callbacks(using=write_db(VisitorLink)) as callbacks:
         response = admin_client.post(
             URL, {"action": "retry", "_selected_action": [attached.pk]}, follow=True
         )

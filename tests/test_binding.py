@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 from django.contrib.sessions.backends.db import SessionStore
-from django.db import connection
+from django.db import connections
 from django.http import HttpResponse
 from django.test import RequestFactory
 from django.utils import timezone
 
 from django_giosg import middleware, session, tasks
 from django_giosg.conf import get_settings
-from django_giosg.models import State, VisitorLink
+from django_giosg.models import State, VisitorLink, write_db
 from django_giosg.services import sweep as sweeping
 from django_giosg.services import workflows
 from django_giosg.services.results import Result
@@ -177,12 +177,13 @@ def test_where_the_database_skips_locked_rows_the_sweep_locks_its_candidates(
     ``FOR UPDATE SKIP LOCKED`` clause is left out by Django on SQLite)."""
     lost_detach(attached(giosg, VISITOR, make_user("ann")))
     link_clock.advance(get_settings().pending_stale_after)
-    monkeypatch.setattr(connection.features, "has_select_for_update_skip_locked", True)
+    database = connections[write_db(VisitorLink)]
+    monkeypatch.setattr(database.features, "has_select_for_update_skip_locked", True)
     locked: list[bool] = []
     real_take = sweeping._take_unchanged
 
     def take(links: Any, *args: Any) -> VisitorLink | None:
-        locked.append(links.query.select_for_update and connection.in_atomic_block)
+        locked.append(links.query.select_for_update and database.in_atomic_block)
         return real_take(links, *args)
 
     monkeypatch.setattr(sweeping, "_take_unchanged", take)

@@ -6,10 +6,10 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
 
-from django_giosg.models import State, VisitorLink
+from django_giosg.models import State, VisitorLink, write_db
 
 BEFORE = [("django_giosg", "0001_initial")]
 AFTER = [("django_giosg", "0002_live_visitor_id")]
@@ -21,7 +21,7 @@ def test_no_migration_is_missing() -> None:
 
 
 def migrate(target: list[tuple[str, str]]) -> MigrationExecutor:
-    executor = MigrationExecutor(connection)
+    executor = MigrationExecutor(connections[write_db(VisitorLink)])
     executor.migrate(target)
     executor.loader.build_graph()  # what was applied
     return executor
@@ -52,10 +52,10 @@ def test_live_links_get_the_unique_column_and_the_migration_reverses() -> None:
             State.DETACHED: None,
             State.FAILED: None,
         }
-        with pytest.raises(IntegrityError), transaction.atomic():
+        with pytest.raises(IntegrityError), transaction.atomic(using=write_db(VisitorLink)):
             VisitorLink.objects.create(visitor_id="a" * 32)
         migrate(BEFORE)  # and back: the partial constraint again
-        with pytest.raises(IntegrityError), transaction.atomic():
+        with pytest.raises(IntegrityError), transaction.atomic(using=write_db(VisitorLink)):
             old.objects.create(visitor_id="b" * 32, state=State.ATTACHED)
     finally:
         migrate(AFTER)

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, transaction
+from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
-from django_giosg.models import LIVE_STATES, Action, State, VisitorLink
+from django_giosg.models import LIVE_STATES, Action, State, VisitorLink, write_db
 
 pytestmark = pytest.mark.django_db
 
@@ -268,7 +268,7 @@ def test_one_live_link_per_visitor_without_a_conditional_constraint() -> None:
     assert all(getattr(c, "condition", None) is None for c in VisitorLink._meta.constraints)
     VisitorLink.objects.create(visitor_id="a" * 32, state=State.ATTACHED)
     for state in LIVE_STATES:
-        with pytest.raises(IntegrityError), transaction.atomic():
+        with pytest.raises(IntegrityError), transaction.atomic(using=write_db(VisitorLink)):
             VisitorLink.objects.create(visitor_id="a" * 32, state=state)
     for state in (State.PENDING_DETACH, State.DETACHED, State.FAILED, State.DETACHED):
         VisitorLink.objects.create(visitor_id="a" * 32, state=state)  # NULLs never collide
@@ -280,8 +280,9 @@ def test_no_database_is_warned_that_it_ignores_the_invariant(
 ) -> None:
     """``models.W036``: a database without partial indexes ignores conditional unique
     constraints. Pretend to be one."""
-    monkeypatch.setattr(connection.features, "supports_partial_indexes", False)
-    warnings = VisitorLink.check(databases=[DEFAULT_DB_ALIAS])
+    database = write_db(VisitorLink)
+    monkeypatch.setattr(connections[database].features, "supports_partial_indexes", False)
+    warnings = VisitorLink.check(databases=[database])
     assert warnings == []
 
 

@@ -15,7 +15,7 @@ from django.test import Client, RequestFactory
 from django_giosg import browser_logout, limits, receivers, tasks
 from django_giosg.client import GiosgClient
 from django_giosg.conf import get_settings
-from django_giosg.models import State, VisitorLink
+from django_giosg.models import State, VisitorLink, write_db
 from django_giosg.services import workflows
 from django_giosg.services.results import Result
 from django_giosg.session import SESSION_KEY
@@ -38,7 +38,7 @@ def test_signals_without_a_request_or_user_do_nothing(
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
     user = get_user_model().objects.create_user("ann")
-    with django_capture_on_commit_callbacks() as callbacks:
+    with django_capture_on_commit_callbacks(using=write_db(VisitorLink)) as callbacks:
         user_logged_in.send(type(user), request=None, user=user)
         # (not sent: Django's own last_login receiver cannot take user=None)
         receivers.on_user_logged_in(type(user), request=request_with_visitor(), user=None)
@@ -54,7 +54,7 @@ def test_a_logout_without_a_user_detaches_the_sessions_visitor(
 ) -> None:
     user = get_user_model().objects.create_user("ann")
     link = VisitorLink.objects.create(visitor_id=VISITOR, user=user, state=State.ATTACHED)
-    with django_capture_on_commit_callbacks() as callbacks:
+    with django_capture_on_commit_callbacks(using=write_db(VisitorLink)) as callbacks:
         user_logged_out.send(type(user), request=request_with_visitor(), user=None)
     assert len(callbacks) == 1
     link.refresh_from_db()
@@ -67,7 +67,7 @@ def test_a_login_without_a_visitor_id_waits_for_the_capture(
     user = get_user_model().objects.create_user("ann")
     request = RequestFactory().get("/")
     request.session = SessionStore()
-    with django_capture_on_commit_callbacks() as callbacks:
+    with django_capture_on_commit_callbacks(using=write_db(VisitorLink)) as callbacks:
         user_logged_in.send(type(user), request=request, user=user)
     assert callbacks == []
 
