@@ -19,15 +19,19 @@ It also carries the browser's share of a logout to the next page (see
 :mod:`django_giosg.browser_logout`).
 
 Install it after ``SessionMiddleware`` and ``AuthenticationMiddleware`` (a system check says so).
+It is sync- and async-capable: under ASGI it runs without an extra thread hop per request, and
+only its session and database work is sent to a thread (``sync_to_async``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import cast
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings as django_settings
 from django.contrib import auth
 from django.contrib.sessions.backends.base import SessionBase
@@ -91,7 +95,15 @@ def visitor_before_view(request: HttpRequest) -> tuple[str | None, list[str]]:
 
 
 def _keep_binding(request: HttpRequest, response: HttpResponseBase) -> None:
-    """Keep the session's binding in step with the session (see :class:`GiosgMiddleware`)."""
+    """Keep the session's binding in step with the session (see :class:`GiosgMiddleware`),
+    never breaking the site over giosg."""
+    try:
+        _keep_binding_in_step(request, response)
+    except Exception:
+        logger.exception("django-giosg could not keep the session's binding in step")
+
+
+def _keep_binding_in_step(request: HttpRequest, response: HttpResponseBase) -> None:
     store: SessionBase | None = getattr(request, "session", None)
     before: _Before | None = getattr(request, _BEFORE, None)
     if store is None or before is None or not get_settings().enabled:
@@ -137,19 +149,37 @@ def _refresh_expiry(store: SessionBase, response: HttpResponseBase) -> None:
         session.record_binding(store, binding.user, expires_at)
 
 
+_GetResponse = Callable[[HttpRequest], HttpResponseBase]
+_GetResponseAsync = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+
+
 class GiosgMiddleware:
     """See the module's docstring."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
-        self.get_response = get_response
+    sync_capable = True
+    async_capable = True
 
-    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+    def __init__(self, get_response: _GetResponse | _GetResponseAsync) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)  # so that Django awaits this middleware
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.async_mode:
+            return self.__acall__(request)
         _remember_visitor(request)
         with request_budget():
-            response = self.get_response(request)
-            try:
-                _keep_binding(request, response)
-            except Exception:  # never break the site over giosg
-                logger.exception("django-giosg could not keep the session's binding in step")
+            response = cast(_GetResponse, self.get_response)(request)
+            _keep_binding(request, response)
+        browser_logout.carry_to_next_page(request, response)
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        """The same under ASGI: the session and the database are used from a thread."""
+        await sync_to_async(_remember_visitor)(request)
+        with request_budget():  # a context variable: the thread's calls share the budget
+            response = await cast(_GetResponseAsync, self.get_response)(request)
+            await sync_to_async(_keep_binding)(request, response)
         browser_logout.carry_to_next_page(request, response)
         return response
