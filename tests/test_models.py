@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
-from django_giosg.models import LIVE_STATES, Action, State, VisitorLink, write_db
+from django_giosg.models import LIVE_STATES, Action, State, VisitorLease, VisitorLink, write_db
 
 pytestmark = pytest.mark.django_db
 
@@ -295,3 +295,9 @@ def test_saving_a_link_keeps_the_unique_column_with_its_state() -> None:
     link.state = State.ATTACHED
     link.save()
     assert row(link)["live_visitor_id"] == "b" * 32
+
+
+def test_the_strings_of_a_link_and_a_lease() -> None:
+    assert str(VisitorLink(visitor_id="a" * 32)) == f"visitor {'a' * 32} (Pending Attach)"
+    lease = VisitorLease(visitor_id="a" * 32, holder="h", expires_at=timezone.now())
+    assert str(lease) == f"lease on visitor {'a' * 32}"

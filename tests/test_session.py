@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.sessions.backends.db import SessionStore
 from django.test import override_settings
+from django.utils import timezone
 
 from django_giosg import session
 from django_giosg.session import InvalidVisitorId
@@ -129,3 +132,24 @@ def test_tampered_or_future_rate_entries_do_not_count() -> None:
     assert session.capture_allowed(data, OTHER, now, rate=2)
     assert not session.capture_allowed(data, OTHER, now, rate=1)
     assert session.capture_allowed({session.CAPTURES_SESSION_KEY: [1, 2]}, OTHER, now, rate=1)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, "ann", {"user": 1, "expires": 1.0}, {"user": "1", "expires": "soon"}, {"user": "1"}],
+)
+def test_a_malformed_binding_in_the_session_is_no_binding(value: object) -> None:
+    assert session.get_binding({session.BINDING_SESSION_KEY: value}) is None
+
+
+def test_a_binding_round_trips_through_the_session() -> None:
+    store = SessionStore()
+    expires_at = timezone.now() + timedelta(days=1)
+    assert session.record_binding(store, "7", expires_at) == expires_at
+    assert session.get_binding(store) == session.SessionBinding("7", expires_at.timestamp())
+    assert not session.expiry_moved(
+        session.SessionBinding("7", expires_at.timestamp()), expires_at + timedelta(seconds=59), 60
+    )
+    assert session.expiry_moved(
+        session.SessionBinding("7", expires_at.timestamp()), expires_at - timedelta(seconds=60), 60
+    )

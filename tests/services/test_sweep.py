@@ -1,38 +1,35 @@
-"""``giosg_sweep`` and ``sweep_task``: expired links, due links, backoff, pruning, two sweeps.
+"""services.sweep: expired links, due links, backoff, pruning, dry runs, limits, two sweeps at
+once, and the sweep at its edges.
 
 Against the simulator over real HTTP. The links' "now" is injected (``link_clock``), so the
-backoff, the staleness of lost tasks, expiry and pruning are tested without waiting.
-"""
+backoff, the staleness of lost tasks, expiry and pruning are tested without waiting."""
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
-from django_giosg import clock, signals, tasks
+from django_giosg import clock, signals
 from django_giosg.client import get_client
 from django_giosg.conf import get_settings
-from django_giosg.models import State, VisitorLease, VisitorLink
+from django_giosg.models import State, VisitorLease, VisitorLink, write_db
 from django_giosg.services import failures, links, workflows
+from django_giosg.services import sweep as sweeping
+from django_giosg.services.results import Result
 from django_giosg.testing import GiosgSimulator
 
-from .browsing import attached, lost_detach, make_user, reloaded, sweep
-from .conftest import LinkClock
+from ..browsing import VISITOR, attached, lost_detach, make_user, only_link, reloaded, sweep
+from ..conftest import LinkClock
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -295,53 +292,6 @@ def test_limit_leaves_the_rest_for_the_next_run(
     assert set(VisitorLink.objects.values_list("state", flat=True)) == {State.DETACHED}
 
 
-@pytest.mark.parametrize("limit", ["0", "-1", "two"])
-def test_a_bad_limit_is_refused(limit: str) -> None:
-    with pytest.raises(CommandError, match="--limit"):
-        call_command("giosg_sweep", "--limit", limit)
-
-
-# -- exit codes and the task ----------------------------------------------------------------------
-
-
-def test_a_configuration_error_exits_non_zero(settings: Any) -> None:
-    settings.GIOSG = {**settings.GIOSG, "API_TOKEN": ""}
-    with pytest.raises(CommandError, match='GIOSG\\["API_TOKEN"\\]'):
-        call_command("giosg_sweep")
-
-
-def test_disabled_sweeps_nothing(giosg: GiosgSimulator, settings: Any) -> None:
-    link = attached(giosg, VISITORS[0], make_user("ann"), expires_at=timezone.now() - HOUR)
-    settings.GIOSG = {**settings.GIOSG, "ENABLED": False}
-    assert sweep() == "giosg_sweep: GIOSG is disabled (ENABLED = False); nothing done."
-    assert reloaded(link).state == State.ATTACHED
-
-
-def test_sweep_task_runs_the_sweep(giosg: GiosgSimulator, link_clock: LinkClock) -> None:
-    link = attached(giosg, VISITORS[0], make_user("ann"), expires_at=timezone.now())
-    link_clock.advance(get_settings().expiry_grace)
-    result = tasks.sweep_task.enqueue()  # the immediate backend runs it here
-    assert result.return_value == {
-        "expired": 1,
-        "due": 0,
-        "done": 1,
-        "retrying": 0,
-        "failed": 0,
-        "skipped": 0,
-        "pruned": 0,
-        "dry_run": False,
-    }
-    assert reloaded(link).state == State.DETACHED
-
-
-def test_sweep_task_reports_errors_instead_of_raising(settings: Any) -> None:
-    configured = settings.GIOSG
-    settings.GIOSG = {**configured, "API_TOKEN": ""}
-    assert tasks.sweep_task.enqueue().return_value == {"failed": ["GiosgConfigurationError"]}
-    settings.GIOSG = {**configured, "ENABLED": False}
-    assert tasks.sweep_task.enqueue().return_value == {"skipped": ["GIOSG is disabled"]}
-
-
 # -- two sweeps at once -------------------------------------------------------------------------
 
 
@@ -357,7 +307,7 @@ def run_concurrently(*jobs: Callable[[], str]) -> list[str]:
         except BaseException as err:  # reported below, in the test's thread
             errors.append(err)
         finally:
-            connection.close()
+            connections.close_all()
 
     threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
     for thread in threads:
@@ -400,45 +350,111 @@ def test_two_concurrent_sweeps_end_each_chat_and_delete_each_key_once(
     assert total(r"(\d+) done") == 8, outputs
 
 
-# -- as cron runs it ----------------------------------------------------------------------------
+# -- the sweep at its edges ---------------------------------------------------------------------
 
 
-def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - the arguments are the test's own
-        [sys.executable, "-m", "django", *args, "--settings", "tests.settings"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-
-
-def test_from_the_command_line_exit_0_while_giosg_is_down_and_1_when_misconfigured(
-    tmp_path: Path,
+@pytest.mark.django_db(transaction=True)
+def test_a_bug_in_one_link_leaves_it_for_a_later_sweep(
+    giosg: GiosgSimulator,
+    link_clock: LinkClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    env = {
-        **os.environ,
-        "DJANGO_GIOSG_TEST_DB": str(tmp_path / "site.sqlite3"),
-        "DJANGO_GIOSG_TEST_API_BASE_URL": "http://127.0.0.1:9",  # a closed port
-    }
-    seeded = manage(  # a site with one link due, as cron finds it
-        "shell",
-        "-c",
-        "from django.core.management import call_command; call_command('migrate', verbosity=0); "
-        "from django.utils import timezone; from django_giosg.models import VisitorLink; "
-        f"VisitorLink.objects.create(visitor_id='{VISITORS[0]}', state='pending_detach', "
-        "next_attempt_at=timezone.now())",
-        env=env,
+    link = attached(giosg, VISITOR, make_user("ann"))
+    lost_detach(link)
+    now = link_clock.advance(get_settings().pending_stale_after)
+
+    def broken(*args: object, **kwargs: object) -> Result:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(workflows, "detach", broken)
+    with caplog.at_level(logging.ERROR, "django_giosg"):
+        assert "1 due link(s): 0 done, 1 to retry" in sweep()
+    assert f"the sweep could not work link {link.pk}" in caplog.text
+    link.refresh_from_db()
+    assert link.state == State.PENDING_DETACH
+    assert link.next_attempt_at == now + timedelta(seconds=get_settings().pending_stale_after)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_link_another_worker_finished_first_is_skipped(
+    giosg: GiosgSimulator, link_clock: LinkClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link = attached(giosg, VISITOR, make_user("ann"))
+    lost_detach(link)
+    link_clock.advance(get_settings().pending_stale_after)
+    real_detach = workflows.detach
+
+    def overtaken(link_id: int, *args: Any, **kwargs: Any) -> Result:
+        real_detach(link_id, *args, **kwargs)  # a worker's detach_task, just before ours
+        return real_detach(link_id, *args, **kwargs)
+
+    monkeypatch.setattr(workflows, "detach", overtaken)
+    assert "1 due link(s): 0 done, 0 to retry, 0 failed, 1 skipped" in sweep()
+    assert only_link().state == State.DETACHED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_limit_is_shared_by_expired_and_due_links(
+    giosg: GiosgSimulator, link_clock: LinkClock
+) -> None:
+    ann = make_user("ann")
+    expiring = attached(giosg, VISITOR, ann, expires_at=timezone.now())
+    lost_detach(attached(giosg, "f" * 32, ann))
+    link_clock.advance(get_settings().pending_stale_after)
+    assert "1 expired and 0 due link(s): 1 done" in sweep("--limit", "1")
+    expiring.refresh_from_db()
+    assert expiring.state == State.DETACHED
+    assert "0 expired and 1 due link(s): 1 done" in sweep("--limit", "1")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_where_the_database_skips_locked_rows_the_sweep_locks_its_candidates(
+    giosg: GiosgSimulator,
+    link_clock: LinkClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SQLite has no row locks; this runs the PostgreSQL/MySQL path of taking a link (its
+    ``FOR UPDATE SKIP LOCKED`` clause is left out by Django on SQLite)."""
+    lost_detach(attached(giosg, VISITOR, make_user("ann")))
+    link_clock.advance(get_settings().pending_stale_after)
+    database = connections[write_db(VisitorLink)]
+    monkeypatch.setattr(database.features, "has_select_for_update_skip_locked", True)
+    locked: list[bool] = []
+    real_take = sweeping._take_unchanged
+
+    def take(links: Any, *args: Any) -> VisitorLink | None:
+        locked.append(links.query.select_for_update and database.in_atomic_block)
+        return real_take(links, *args)
+
+    monkeypatch.setattr(sweeping, "_take_unchanged", take)
+    assert "0 expired and 1 due link(s): 1 done" in sweep()
+    assert locked == [True, True, True]  # expired: none; due: the link, then none left
+
+
+@pytest.mark.django_db
+def test_a_link_changed_since_it_was_read_is_not_taken() -> None:
+    now = timezone.now()
+    first, second = (
+        VisitorLink.objects.create(
+            visitor_id=visitor * 32, state=State.PENDING_DETACH, next_attempt_at=now
+        )
+        for visitor in "ab"
     )
-    assert seeded.returncode == 0, seeded.stderr
-    down = manage("giosg_sweep", env=env)
-    assert down.returncode == 0, down.stderr
-    assert down.stdout.splitlines() == [
-        "giosg_sweep: 0 expired and 1 due link(s): 0 done, 1 to retry, 0 failed, 0 skipped; "
-        "0 detached link(s) pruned."
-    ]
-    assert "Traceback" not in down.stderr
-    misconfigured = manage("giosg_sweep", env={**env, "DJANGO_GIOSG_TEST_API_BASE_URL": "ftp://x"})
-    assert misconfigured.returncode == 1
-    assert 'GIOSG["API_BASE_URL"]' in misconfigured.stderr
+    read_before = VisitorLink.objects.get(pk=first.pk)
+    VisitorLink.objects.filter(pk=first.pk).update(next_attempt_at=now + timedelta(hours=1))
+    seen: set[int] = set()
+    later = now + timedelta(minutes=10)
+    candidates: Any = [read_before, second]  # as the sweep read them, one of them since taken
+    taken = sweeping._take_unchanged(candidates, seen, lambda link: link.claim_due(now, later))
+    assert taken is not None
+    assert taken.pk == second.pk
+    assert seen == {first.pk, second.pk}
+    first.refresh_from_db()
+    assert first.next_attempt_at == now + timedelta(hours=1)  # left to whoever took it
+    # back in the selection within the same run (it should never be): not taken twice
+    VisitorLink.objects.filter(pk=second.pk).update(next_attempt_at=now)
+    assert (
+        sweeping._take_unchanged(candidates, seen, lambda link: link.claim_due(now, later)) is None
+    )
+    assert VisitorLink.objects.get(pk=second.pk).next_attempt_at == now

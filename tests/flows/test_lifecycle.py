@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import AbstractUser
-from django.db import connection
+from django.db import connections
 from django.test import override_settings
 
 from django_giosg import signals
@@ -21,7 +21,7 @@ from django_giosg.browser_logout import LOGOUT_COOKIE
 from django_giosg.models import State, VisitorLink
 from django_giosg.testing import GiosgSimulator
 
-from .browsing import OTHER_VISITOR, PASSWORD, VISITOR, Browser, expected, make_user, only_link
+from ..browsing import OTHER_VISITOR, PASSWORD, VISITOR, Browser, expected, make_user, only_link
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -222,7 +222,7 @@ def test_two_concurrent_logins_end_with_one_attached_link(
         except BaseException as err:  # reported below, in the test's thread
             errors.append(err)
         finally:
-            connection.close()
+            connections.close_all()
 
     threads = [
         threading.Thread(target=log_in, args=pair) for pair in zip(browsers, users, strict=True)

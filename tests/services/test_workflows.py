@@ -1,5 +1,5 @@
-"""workflows.attach and workflows.detach against mocked HTTP (``responses``): each answer giosg may
-give, the records on the link, the backoff and the signals."""
+"""services.workflows: attach and detach against mocked HTTP (``responses``): each answer giosg may
+give, the records on the link, the backoff and the signals; and what happens meanwhile."""
 
 from __future__ import annotations
 
@@ -11,48 +11,28 @@ from typing import Any
 
 import pytest
 import responses
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from django.core.cache import cache
 from django.utils import timezone
 
-from django_giosg import clock, conf, signals
+from django_giosg import signals
 from django_giosg.client import GiosgClient
 from django_giosg.limits import CallLimits
 from django_giosg.models import State, VisitorLease, VisitorLink
-from django_giosg.services import failures, leases, links, workflows
+from django_giosg.services import leases, workflows
 
-from .conftest import CHAT, ORG, ORG_URL, ROOM, VISITOR, load_settings
+from ..conftest import CHAT, ORG, ORG_URL, ROOM, VISITOR
+from .conftest import ROOM_2, SHARED, VARIABLES_URL, link_for, two_rooms
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")]
 
-ROOM_2 = "0f3ba9f2-56e1-11e5-9c5e-6c4008c08dfe"
-SHARED = "11111111-56e1-11e5-9c5e-6c4008c08dfe"
 OTHER_ORG = "33333333-56e1-11e5-9c5e-6c4008c08dfe"
-VARIABLES_URL = re.compile(rf"{ORG_URL}/rooms/[^/]+/visitors/{VISITOR}/variables$")
 DELETE_URL = re.compile(rf"{ORG_URL}/rooms/[^/]+/visitors/{VISITOR}/variables/[^/]+$")
-
-
-def giosg(**changes: object) -> conf.GiosgSettings:
-    return load_settings(**{"ROOM_IDS": [ROOM, ROOM_2], **changes})
 
 
 def plan_variables(user: Any) -> dict[str, object]:
     """A VARIABLES callable given by its dotted path."""
     return {"plan": "gold", "nickname": None, "bad key!": "x", "level": 3}
-
-
-@pytest.fixture
-def user() -> AbstractUser:
-    ann: AbstractUser = get_user_model().objects.create_user(
-        "ann", first_name="Ann", last_name="Smith"
-    )
-    return ann
-
-
-def link_for(user: AbstractUser | None, **fields: Any) -> VisitorLink:
-    link: VisitorLink = VisitorLink.objects.create(visitor_id=VISITOR, user=user, **fields)
-    return link
 
 
 def bodies(mocked: responses.RequestsMock) -> list[bytes]:
@@ -89,7 +69,7 @@ def test_attach_sets_every_key_in_every_room(
 ) -> None:
     mocked.post(VARIABLES_URL, status=201, json={})
     link = link_for(user)
-    result = workflows.attach(link.pk, client, giosg())
+    result = workflows.attach(link.pk, client, two_rooms())
     assert result.ok
     assert result.set == {ROOM: ["username", "user_id"], ROOM_2: ["username", "user_id"]}
     assert bodies(mocked) == sorted(
@@ -120,7 +100,7 @@ def test_a_custom_callable_none_values_and_invalid_keys(
     mocked.post(VARIABLES_URL, status=201, json={})
     link = link_for(user)
     with caplog.at_level(logging.WARNING, "django_giosg"):
-        result = workflows.attach(link.pk, client, giosg(VARIABLES=variables, ROOM_IDS=[ROOM]))
+        result = workflows.attach(link.pk, client, two_rooms(VARIABLES=variables, ROOM_IDS=[ROOM]))
     assert result.set == {ROOM: ["plan", "level"]}
     assert bodies(mocked) == [
         b'{"key": "level", "value": "3"}',
@@ -134,7 +114,7 @@ def test_variables_that_are_empty_attach_without_keys(
     client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
 ) -> None:
     link = link_for(user)
-    result = workflows.attach(link.pk, client, giosg(VARIABLES=lambda user: None))
+    result = workflows.attach(link.pk, client, two_rooms(VARIABLES=lambda user: None))
     assert result.ok
     assert len(mocked.calls) == 0
     link.refresh_from_db()
@@ -159,7 +139,7 @@ def test_a_broken_variables_callable_is_recorded(
     error: str,
 ) -> None:
     link = link_for(user)
-    result = workflows.attach(link.pk, client, giosg(VARIABLES=variables))
+    result = workflows.attach(link.pk, client, two_rooms(VARIABLES=variables))
     assert not result.ok
     assert len(mocked.calls) == 0
     link.refresh_from_db()
@@ -173,9 +153,11 @@ def test_only_a_pending_attach_is_attached(
 ) -> None:
     for state in (State.ATTACHED, State.PENDING_DETACH, State.DETACHED, State.FAILED):
         link = link_for(user, state=state)
-        result = workflows.attach(link.pk, client, giosg())
+        result = workflows.attach(link.pk, client, two_rooms())
         assert result.skipped == ["the link is not pending attach"]
-    assert workflows.attach(12345, client, giosg()).skipped == ["the link is not pending attach"]
+    assert workflows.attach(12345, client, two_rooms()).skipped == [
+        "the link is not pending attach"
+    ]
     assert len(mocked.calls) == 0
 
 
@@ -186,7 +168,7 @@ def test_a_room_giosg_does_not_know_is_skipped_and_the_room_list_refreshed(
     mocked.post(f"{ORG_URL}/rooms/{ROOM}/visitors/{VISITOR}/variables", status=201, json={})
     mocked.post(f"{ORG_URL}/rooms/{ROOM_2}/visitors/{VISITOR}/variables", status=404, json={})
     link = link_for(user)
-    result = workflows.attach(link.pk, client, giosg())
+    result = workflows.attach(link.pk, client, two_rooms())
     assert result.ok
     assert result.set == {ROOM: ["username", "user_id"]}
     assert result.skipped == [f"room {ROOM_2}: not found for this visitor"] * 2
@@ -202,7 +184,7 @@ def test_an_attach_without_its_user_detaches_instead(
     chats_of(mocked, ROOM)
     chats_of(mocked, SHARED)
     link = link_for(None)
-    result = workflows.attach(link.pk, client, giosg())
+    result = workflows.attach(link.pk, client, two_rooms())
     assert result.cancelled
     assert result.ok
     link.refresh_from_db()
@@ -222,7 +204,7 @@ def test_failures_back_off_and_end_failed_with_one_signal(
         failures.append((action, error))
 
     signals.visitor_failed.connect(failed)
-    settings = giosg(SWEEP_MAX_ATTEMPTS=3, SWEEP_BACKOFF=10.0)
+    settings = two_rooms(SWEEP_MAX_ATTEMPTS=3, SWEEP_BACKOFF=10.0)
     link = link_for(user)
     try:
         for attempt in (1, 2):
@@ -251,12 +233,6 @@ def test_failures_back_off_and_end_failed_with_one_signal(
     assert "400" in failures[0][1]
 
 
-def test_the_backoff_is_capped_at_six_hours(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(clock, "jitter", lambda: 1.0)
-    assert failures.link_backoff(1, giosg(SWEEP_BACKOFF=60.0)) == 90.0
-    assert failures.link_backoff(30, giosg(SWEEP_BACKOFF=60.0)) == 6 * 3600
-
-
 # -- detach --------------------------------------------------------------------------------------
 
 
@@ -269,7 +245,7 @@ def test_detach_ends_owned_chats_skips_shared_ones_and_deletes_the_keys(
     mocked.patch(f"{ORG_URL}/owned_chats/{CHAT}", json={**chat(), "is_ended": True})
     mocked.delete(DELETE_URL, status=204)
     link = link_for(user, state=State.ATTACHED, keys={ROOM: ["username", "user_id"]})
-    result = workflows.detach(link.pk, client, giosg())
+    result = workflows.detach(link.pk, client, two_rooms())
     assert result.ok
     assert result.ended == [CHAT]
     assert sorted(result.skipped) == [
@@ -291,7 +267,7 @@ def test_a_chat_without_its_rooms_owner_in_a_shared_room_is_left_alone(
     unlabelled = {"id": "c-unlabelled", "room_id": SHARED, "is_ended": False}
     chats_of(mocked, SHARED, unlabelled)
     link = link_for(user, state=State.ATTACHED, keys={})
-    result = workflows.detach(link.pk, client, giosg(ROOM_IDS=[SHARED]))
+    result = workflows.detach(link.pk, client, two_rooms(ROOM_IDS=[SHARED]))
     assert result.ok
     assert result.ended == []
     assert result.skipped == ["chat c-unlabelled: room of another organization"]
@@ -307,7 +283,7 @@ def test_already_gone_counts_as_done(
     chats_of(mocked, SHARED)
     mocked.delete(DELETE_URL, status=404, json={"detail": "Not found."})
     link = link_for(user, state=State.ATTACHED, keys={ROOM: ["username"]})
-    result = workflows.detach(link.pk, client, giosg())
+    result = workflows.detach(link.pk, client, two_rooms())
     assert result.ok
     assert result.deleted == {ROOM: ["username"]}
     link.refresh_from_db()
@@ -324,7 +300,7 @@ def test_a_chat_giosg_refuses_to_end_is_read_again(
     mocked.patch(f"{ORG_URL}/owned_chats/{CHAT}", status=400, json={"detail": "locked"})
     mocked.get(f"{ORG_URL}/owned_chats/{CHAT}", json={**chat(), "is_ended": ended})
     link = link_for(user, state=State.ATTACHED)
-    result = workflows.detach(link.pk, client, giosg())
+    result = workflows.detach(link.pk, client, two_rooms())
     assert result.ok is ok
     assert result.ended == ([CHAT] if ended else [])
     link.refresh_from_db()
@@ -338,7 +314,7 @@ def test_a_failed_detach_keeps_the_keys_not_deleted_yet(
     mocked.delete(f"{ORG_URL}/rooms/{ROOM}/visitors/{VISITOR}/variables/username", status=204)
     mocked.delete(f"{ORG_URL}/rooms/{ROOM}/visitors/{VISITOR}/variables/user_id", status=503)
     link = link_for(user, state=State.ATTACHED, keys={ROOM: ["username", "user_id"]})
-    result = workflows.detach(link.pk, client, giosg(), limits=CallLimits(max_retries=0))
+    result = workflows.detach(link.pk, client, two_rooms(), limits=CallLimits(max_retries=0))
     assert not result.ok
     assert any(failure.startswith("listing the rooms") for failure in result.failed)
     link.refresh_from_db()
@@ -355,104 +331,17 @@ def test_detach_cancels_a_pending_attach_and_skips_a_detached_link(
     chats_of(mocked, ROOM)
     chats_of(mocked, SHARED)
     link = link_for(user)  # pending_attach
-    assert workflows.detach(link.pk, client, giosg()).ok
+    assert workflows.detach(link.pk, client, two_rooms()).ok
     link.refresh_from_db()
     assert link.state == State.DETACHED
     calls = len(mocked.calls)
-    assert workflows.detach(link.pk, client, giosg()).skipped == ["the link is detached already"]
-    assert workflows.attach(link.pk, client, giosg()).skipped == ["the link is not pending attach"]
+    assert workflows.detach(link.pk, client, two_rooms()).skipped == [
+        "the link is detached already"
+    ]
+    assert workflows.attach(link.pk, client, two_rooms()).skipped == [
+        "the link is not pending attach"
+    ]
     assert len(mocked.calls) == calls
-
-
-# -- one visitor at a time ---------------------------------------------------------------------
-
-
-def test_a_visitor_held_by_another_worker_is_retried_later(
-    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
-) -> None:
-    VisitorLease.objects.create(
-        visitor_id=VISITOR, holder="other", expires_at=timezone.now() + timedelta(minutes=5)
-    )
-    link = link_for(user)
-    result = workflows.attach(
-        link.pk, client, giosg(), limits=CallLimits(client.deadline_after(0.01))
-    )
-    assert result.failed == [f"another attach or detach of visitor {VISITOR} was still running"]
-    assert len(mocked.calls) == 0
-    link.refresh_from_db()
-    assert link.state == State.PENDING_ATTACH
-    assert link.attempts == 1
-
-
-def test_an_expired_lease_is_taken_over_and_released(
-    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
-) -> None:
-    VisitorLease.objects.create(
-        visitor_id=VISITOR, holder="dead", expires_at=timezone.now() - timedelta(seconds=1)
-    )
-    mocked.post(VARIABLES_URL, status=201, json={})
-    link = link_for(user)
-    assert workflows.attach(link.pk, client, giosg()).ok
-    assert not VisitorLease.objects.exists()
-
-
-# -- rows ----------------------------------------------------------------------------------------
-
-
-def test_bind_supersedes_another_users_live_link(user: AbstractUser) -> None:
-    bob = get_user_model().objects.create_user("bob")
-    first = links.bind(user, VISITOR, giosg())
-    second = links.bind(bob, VISITOR, giosg())
-    assert first.attach is not None
-    assert second.detach == [first.attach]
-    states = dict(VisitorLink.objects.values_list("pk", "state"))
-    assert states == {first.attach: State.PENDING_DETACH, second.attach: State.PENDING_ATTACH}
-
-
-def test_bind_of_an_attached_link_only_reattaches_for_new_rooms(user: AbstractUser) -> None:
-    settings = giosg(USE_BROWSER_ROOMS=True)
-    link = link_for(user, state=State.ATTACHED, browser_rooms=[ROOM_2])
-    assert links.bind(user, VISITOR, settings, browser_rooms=[ROOM_2]).attach is None
-    assert links.bind(user, VISITOR, settings, browser_rooms=[SHARED]).attach == link.pk
-    link.refresh_from_db()
-    assert link.state == State.PENDING_ATTACH
-    assert link.browser_rooms == [ROOM_2, SHARED]
-
-
-def test_retry_resets_only_failed_links(user: AbstractUser) -> None:
-    failed_attach = link_for(user, state=State.FAILED, failed_action="attach", attempts=10)
-    failed_detach = VisitorLink.objects.create(
-        visitor_id="f" * 32, state=State.FAILED, failed_action="detach", attempts=10
-    )
-    attached = VisitorLink.objects.create(visitor_id="e" * 32, state=State.ATTACHED)
-    ids = [failed_attach.pk, failed_detach.pk, attached.pk]
-    reset = links.reset_failed(ids, giosg())
-    assert sorted(reset) == sorted([(failed_attach.pk, "attach"), (failed_detach.pk, "detach")])
-    states = dict(VisitorLink.objects.values_list("pk", "state"))
-    assert states[failed_attach.pk] == State.PENDING_ATTACH
-    assert states[failed_detach.pk] == State.PENDING_DETACH
-    assert states[attached.pk] == State.ATTACHED
-    assert set(VisitorLink.objects.filter(pk__in=ids[:2]).values_list("attempts", flat=True)) == {
-        0
-    }
-
-
-def test_retry_of_a_failed_attach_whose_visitor_moved_on_detaches(user: AbstractUser) -> None:
-    failed = link_for(user, state=State.FAILED, failed_action="attach")
-    link_for(user)  # a newer live link of the visitor
-    assert links.reset_failed([failed.pk], giosg()) == [(failed.pk, "detach")]
-    failed.refresh_from_db()
-    assert failed.state == State.PENDING_DETACH
-
-
-def test_the_default_variables() -> None:
-    from django_giosg.variables import default_variables
-
-    user_model = get_user_model()
-    named = user_model(pk=7, username="ann", first_name="Ann", last_name="Smith")
-    assert default_variables(named) == {"username": "Ann Smith", "user_id": 7}
-    blank = user_model(pk=8, username="bob", first_name=" ", last_name="")
-    assert default_variables(blank) == {"username": "bob", "user_id": 8}
 
 
 # -- what happens meanwhile ---------------------------------------------------------------------
@@ -477,7 +366,9 @@ def test_an_attach_overtaken_before_its_lease_does_nothing(
 ) -> None:
     link = link_for(user)
     meanwhile(monkeypatch, lambda: VisitorLink.objects.update(state=State.PENDING_DETACH))
-    assert workflows.attach(link.pk, client, giosg()).skipped == ["the link is not pending attach"]
+    assert workflows.attach(link.pk, client, two_rooms()).skipped == [
+        "the link is not pending attach"
+    ]
     assert len(mocked.calls) == 0
 
 
@@ -489,7 +380,9 @@ def test_a_detach_overtaken_before_its_lease_does_nothing(
 ) -> None:
     link = link_for(user, state=State.ATTACHED)
     meanwhile(monkeypatch, lambda: VisitorLink.objects.update(state=State.DETACHED))
-    assert workflows.detach(link.pk, client, giosg()).skipped == ["the link is detached already"]
+    assert workflows.detach(link.pk, client, two_rooms()).skipped == [
+        "the link is detached already"
+    ]
     assert len(mocked.calls) == 0
 
 
@@ -501,7 +394,7 @@ def test_a_busy_visitor_is_recorded_on_a_detach_too(
     )
     link = link_for(user, state=State.ATTACHED)
     result = workflows.detach(
-        link.pk, client, giosg(), limits=CallLimits(client.deadline_after(0.01))
+        link.pk, client, two_rooms(), limits=CallLimits(client.deadline_after(0.01))
     )
     assert not result.ok
     link.refresh_from_db()
@@ -514,7 +407,7 @@ def test_an_attach_waits_for_the_previous_binding_to_be_detached(
     mocked.get(f"{ORG_URL}/rooms", status=503)
     previous = link_for(None, state=State.PENDING_DETACH)
     link = link_for(user)
-    result = workflows.attach(link.pk, client, giosg(), limits=CallLimits(max_retries=0))
+    result = workflows.attach(link.pk, client, two_rooms(), limits=CallLimits(max_retries=0))
     assert result.failed == ["the visitor's previous binding could not be detached first"]
     assert not any(call.request.method == "POST" for call in mocked.calls)
     link.refresh_from_db()
@@ -532,7 +425,7 @@ def test_failing_chat_calls_fail_the_detach(
     mocked.patch(f"{ORG_URL}/owned_chats/{CHAT}", status=403, json={})
     mocked.get(f"{ORG_URL}/owned_chats/{CHAT}", status=403, json={})
     link = link_for(user, state=State.ATTACHED)
-    result = workflows.detach(link.pk, client, giosg(), limits=CallLimits(max_retries=0))
+    result = workflows.detach(link.pk, client, two_rooms(), limits=CallLimits(max_retries=0))
     assert sorted(failure.split(":")[0] for failure in result.failed) == [
         f"ending chat {CHAT}",
         f"listing the chats in room {SHARED}",
@@ -554,12 +447,8 @@ def test_an_unexpected_error_in_a_call_is_a_failure_not_a_crash(
 
     monkeypatch.setattr(client, "delete_variable", broken)
     link = link_for(user, state=State.ATTACHED, keys={ROOM: ["username"]})
-    result = workflows.detach(link.pk, client, giosg())
+    result = workflows.detach(link.pk, client, two_rooms())
     assert result.failed == ["unexpected RuntimeError in _delete"]
-
-
-def test_the_string_of_a_link() -> None:
-    assert str(VisitorLink(visitor_id=VISITOR)) == f"visitor {VISITOR} (Pending Attach)"
 
 
 def test_the_previous_binding_is_detached_before_the_new_one_is_set(
@@ -572,7 +461,7 @@ def test_the_previous_binding_is_detached_before_the_new_one_is_set(
     mocked.post(VARIABLES_URL, status=201, json={})
     previous = link_for(None, state=State.PENDING_DETACH, keys={ROOM: ["username"]})
     link = link_for(user)
-    assert workflows.attach(link.pk, client, giosg()).ok
+    assert workflows.attach(link.pk, client, two_rooms()).ok
     methods = [call.request.method for call in mocked.calls]
     assert methods.index("POST") > methods.index("DELETE")
     assert methods.count("POST") == 4
@@ -584,7 +473,7 @@ def test_the_previous_binding_is_detached_before_the_new_one_is_set(
 def test_an_attach_overtaken_during_its_calls_undoes_them(
     client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
 ) -> None:
-    from django.db import connection
+    from django.db import connections
 
     link = link_for(user)
 
@@ -592,7 +481,7 @@ def test_an_attach_overtaken_during_its_calls_undoes_them(
         try:  # a logout in another request, while the variables are being set
             VisitorLink.objects.filter(pk=link.pk).update(state=State.PENDING_DETACH)
         finally:
-            connection.close()
+            connections.close_all()
         return 201, {}, "{}"
 
     mocked.add_callback("POST", VARIABLES_URL, callback=logout_meanwhile)
@@ -600,30 +489,10 @@ def test_an_attach_overtaken_during_its_calls_undoes_them(
     chats_of(mocked, ROOM)
     chats_of(mocked, SHARED)
     mocked.delete(DELETE_URL, status=204)
-    result = workflows.attach(link.pk, client, giosg())
+    result = workflows.attach(link.pk, client, two_rooms())
     assert result.cancelled
     assert result.ok
     deleted = [call for call in mocked.calls if call.request.method == "DELETE"]
     assert len(deleted) == 4  # every key it had set
     link.refresh_from_db()
     assert link.state == State.DETACHED
-
-
-def test_bind_gives_up_loudly_when_every_try_loses_a_race(
-    user: AbstractUser, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    from django.db import IntegrityError
-
-    def always_taken(**fields: object) -> VisitorLink:
-        raise IntegrityError("UNIQUE constraint failed")
-
-    monkeypatch.setattr(VisitorLink.objects, "create", always_taken)
-    with caplog.at_level(logging.ERROR, "django_giosg"):
-        binding = links.bind(user, VISITOR, giosg())
-    assert binding == links.BindPlan(attach=None, detach=[])
-    assert f"Could not bind visitor {VISITOR}" in caplog.text
-
-
-def test_the_string_of_a_lease() -> None:
-    lease = VisitorLease(visitor_id=VISITOR, holder="h", expires_at=timezone.now())
-    assert str(lease) == f"lease on visitor {VISITOR}"

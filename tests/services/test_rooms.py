@@ -9,7 +9,7 @@ from django.core.cache import cache
 from django_giosg.client import GiosgClient
 from django_giosg.services import rooms
 
-from .conftest import ORG, ORG_URL, ROOM, load_settings
+from ..conftest import ORG, ORG_URL, ROOM, load_settings
 
 SHARED = "0f3ba9f2-56e1-11e5-9c5e-6c4008c08dfe"
 FOREIGN = "11111111-56e1-11e5-9c5e-6c4008c08dfe"

@@ -188,3 +188,11 @@ def test_a_broken_configuration_never_breaks_the_logout(
     assert LOGOUT_COOKIE not in response.cookies
     assert "could not detach the visitor at logout" in caplog.text
     assert "anonymous" in browser.get("/").content.decode()
+
+
+def test_a_login_in_the_request_hides_an_earlier_logouts_cleanup() -> None:
+    request = RequestFactory().get("/")
+    browser_logout.note_logout(request, ["room"])
+    assert browser_logout.pending_logout_rooms(request) == ["room"]
+    browser_logout.note_login(request)
+    assert browser_logout.pending_logout_rooms(request) is None

@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 
 from django_giosg.testing import GiosgSimulator
 
-from .conftest import TOKEN
+from ..conftest import TOKEN
 
 
 def ping() -> tuple[str, str]:

@@ -13,17 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_giosg.conf import get_settings
-from django_giosg.models import State, VisitorLink
+from django_giosg.models import State, VisitorLink, write_db
 from django_giosg.session import BINDING_SESSION_KEY
 from django_giosg.testing import GiosgSimulator
 
-from .browsing import PASSWORD, VISITOR, Browser, make_user, only_link, sweep
-from .conftest import LinkClock
+from ..browsing import PASSWORD, VISITOR, Browser, make_user, only_link, sweep
+from ..conftest import LinkClock
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -151,7 +151,7 @@ def test_set_expiry_moves_the_recorded_expiry(
 
 def test_a_request_that_moves_no_expiry_costs_no_query_on_the_links(giosg: GiosgSimulator) -> None:
     browser = bound_browser()
-    with CaptureQueriesContext(connection) as queries:
+    with CaptureQueriesContext(connections[write_db(VisitorLink)]) as queries:
         assert whoami(browser) == "ann"
         assert browser.http.get("/data/").status_code == 200
     assert not [query for query in queries if "django_giosg" in query["sql"]]

@@ -1,11 +1,10 @@
-"""The process-wide client follows the settings."""
+"""django_giosg.client's process-wide client (``get_client``) follows the settings."""
 
 from __future__ import annotations
 
 import pytest
 from django.test import override_settings
 
-from django_giosg import _compat
 from django_giosg.client import GiosgClient, get_client
 from django_giosg.conf import get_settings
 from django_giosg.errors import GiosgConfigurationError
@@ -38,13 +37,6 @@ def test_a_client_needs_a_token() -> None:
 def test_from_settings_accepts_overrides() -> None:
     client = GiosgClient.from_settings(get_settings(), max_retries=0)
     assert client.max_retries == 0
-
-
-def test_compat_picks_the_task_decorator_for_this_django() -> None:
-    import django
-
-    expected = "django.tasks" if django.VERSION >= (6, 0) else "django_tasks"
-    assert _compat.task.__module__.startswith(expected)
 
 
 def get_settings_raw() -> dict[str, object]:

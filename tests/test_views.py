@@ -1,4 +1,5 @@
-"""The capture endpoint through Django's test client, CSRF checks on, against the simulator."""
+"""The capture endpoint (django_giosg.views) through Django's test client, CSRF checks on,
+against the simulator."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpResponse
 from django.test import Client, override_settings
 from django.urls import reverse
 
+from django_giosg import tasks
 from django_giosg.session import CAPTURES_SESSION_KEY, ROOMS_SESSION_KEY, SESSION_KEY
 from django_giosg.testing import GiosgSimulator
 
@@ -479,3 +482,22 @@ def test_over_asgi_a_small_body_without_content_length_is_parsed() -> None:
     status, content = asgi_post(b'{"visitor_id": "../x"}')
     assert status == 400
     assert "does not look like" in json.loads(content)["error"]
+
+
+def test_a_failing_attach_never_fails_a_capture(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("database on fire")
+
+    get_user_model().objects.create_user("ann", password="pw-1815")
+    browser = Client()
+    assert browser.login(username="ann", password="pw-1815")
+    monkeypatch.setattr(tasks, "bind_visitor", broken)
+    with caplog.at_level(logging.ERROR, "django_giosg"):
+        response = browser.post(
+            "/giosg/visitor/", {"visitor_id": VISITOR}, content_type="application/json"
+        )
+    assert response.status_code == 204
+    assert browser.session[SESSION_KEY] == VISITOR
+    assert "could not attach the captured visitor" in caplog.text

@@ -1,0 +1,131 @@
+"""django_giosg.tasks: the tasks and the entry points' helpers at their edges (disabled, errors
+caught at the boundary, a broker that is down), and ``sweep_task``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.backends.db import SessionStore
+from django.utils import timezone
+
+from django_giosg import (
+    session,
+    tasks,
+)
+from django_giosg.conf import get_settings
+from django_giosg.models import State, VisitorLink
+from django_giosg.services import workflows
+from django_giosg.services.results import Result
+from django_giosg.testing import GiosgSimulator
+
+from .browsing import (
+    VISITOR,
+    attached,
+    make_user,
+    reloaded,
+)
+from .conftest import LinkClock
+
+pytestmark = pytest.mark.django_db
+
+
+# -- tasks ---------------------------------------------------------------------------------------
+
+
+def test_a_task_does_nothing_while_disabled(settings: Any) -> None:
+    settings.GIOSG = {"ENABLED": False}
+    assert tasks.attach_task.call(1) == {"link_id": 1, "skipped": ["GIOSG is disabled"]}
+
+
+def test_a_task_catches_and_logs_everything(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object, **kwargs: object) -> Result:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(workflows, "detach", broken)
+    with caplog.at_level(logging.ERROR, "django_giosg"):
+        assert tasks.detach_task.call(7) == {"link_id": 7, "failed": ["RuntimeError"]}
+    assert "the broken of link 7 failed; giosg_sweep retries it" in caplog.text
+
+
+def test_a_task_that_cannot_be_enqueued_is_left_to_the_sweep(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Unreachable:
+        name = "attach_task"
+
+        def enqueue(self, link_id: int) -> None:
+            raise ConnectionError("the broker is down")
+
+    with caplog.at_level(logging.ERROR, "django_giosg"):
+        tasks._enqueue(Unreachable(), 3)
+    assert "could not enqueue attach_task for link 3; giosg_sweep will pick it up" in caplog.text
+
+
+def test_entry_points_change_nothing_while_disabled(settings: Any) -> None:
+    settings.GIOSG = {"ENABLED": False}
+    user = get_user_model().objects.create_user("ann")
+    tasks.bind_visitor(user, VISITOR)
+    assert not VisitorLink.objects.exists()
+
+
+@pytest.mark.django_db
+def test_entry_helpers_do_nothing_while_disabled(settings: Any) -> None:
+    ann = make_user("ann")
+    link = VisitorLink.objects.create(visitor_id=VISITOR, user=ann, state=State.ATTACHED)
+    settings.GIOSG = {**settings.GIOSG, "ENABLED": False}
+    store = SessionStore()
+    session.set_visitor_id(store, VISITOR)
+    tasks.bind_session(ann, store)
+    tasks.follow_session_expiry(VISITOR, str(ann.pk), timezone.now())
+    tasks.release_visitor(VISITOR)
+    assert session.get_binding(store) is None
+    link.refresh_from_db()
+    assert (link.state, link.session_expires_at) == (State.ATTACHED, None)
+
+
+VISITORS = [f"{n:032x}" for n in range(1, 9)]
+
+
+@pytest.fixture
+def giosg(giosg_simulator: GiosgSimulator, settings: Any, empty_cache: None) -> GiosgSimulator:
+    """Variables in one room; few retries per call, so that failing sweeps are quick."""
+    sim = giosg_simulator
+    settings.GIOSG = {
+        **settings.GIOSG,
+        "ROOM_IDS": sim.room_ids[:1],
+        "MAX_RETRIES": 1,
+        "SWEEP_MAX_ATTEMPTS": 3,
+    }
+    return sim
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sweep_task_runs_the_sweep(giosg: GiosgSimulator, link_clock: LinkClock) -> None:
+    link = attached(giosg, VISITORS[0], make_user("ann"), expires_at=timezone.now())
+    link_clock.advance(get_settings().expiry_grace)
+    result = tasks.sweep_task.enqueue()  # the immediate backend runs it here
+    assert result.return_value == {
+        "expired": 1,
+        "due": 0,
+        "done": 1,
+        "retrying": 0,
+        "failed": 0,
+        "skipped": 0,
+        "pruned": 0,
+        "dry_run": False,
+    }
+    assert reloaded(link).state == State.DETACHED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sweep_task_reports_errors_instead_of_raising(settings: Any) -> None:
+    configured = settings.GIOSG
+    settings.GIOSG = {**configured, "API_TOKEN": ""}
+    assert tasks.sweep_task.enqueue().return_value == {"failed": ["GiosgConfigurationError"]}
+    settings.GIOSG = {**configured, "ENABLED": False}
+    assert tasks.sweep_task.enqueue().return_value == {"skipped": ["GIOSG is disabled"]}
