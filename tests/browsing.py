@@ -15,7 +15,7 @@ from django.test import Client
 
 from django_giosg import tasks
 from django_giosg.conf import get_settings
-from django_giosg.models import State, VisitorLink
+from django_giosg.models import State, VisitorLink, write_db
 from django_giosg.services import links
 from django_giosg.session import SESSION_KEY
 from django_giosg.testing import GiosgSimulator
@@ -85,8 +85,7 @@ def attached(
 def lost_detach(link: VisitorLink) -> None:
     """The link is released but its detach task never runs (a worker lost it)."""
     links.release_links([link.pk], get_settings())
-    link.refresh_from_db()
-    assert link.state == State.PENDING_DETACH
+    assert reloaded(link).state == State.PENDING_DETACH
 
 
 def sweep(*args: str) -> str:
@@ -98,5 +97,6 @@ def sweep(*args: str) -> str:
 
 
 def reloaded(link: VisitorLink) -> VisitorLink:
-    link.refresh_from_db()
+    """``link`` as its database holds it now (where the router writes links)."""
+    link.refresh_from_db(using=write_db(VisitorLink))
     return link

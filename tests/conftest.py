@@ -22,12 +22,16 @@ CHAT = "58f5055c-56e0-11e5-9354-6c4008c08dfe"
 BASE = "https://giosg.test"
 ORG_URL = f"{BASE}/api/v5/orgs/{ORG}"
 EXAMPLE_TESTS = Path(__file__).parent / "example"
+TWO_DATABASES_TESTS = Path(__file__).parent / "test_two_databases.py"
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """tests/example needs the example project's settings: ``tox -e example`` runs it."""
+    """tests/example needs the example project's settings (``tox -e example`` runs it), and
+    test_two_databases.py the two databases of ``tests.settings_two_databases``."""
     if collection_path == EXAMPLE_TESTS:
         return settings.SETTINGS_MODULE != "example_project.settings"
+    if collection_path == TWO_DATABASES_TESTS:  # tox -e two-databases runs it
+        return settings.SETTINGS_MODULE != "tests.settings_two_databases"
     return None
 
 

@@ -122,6 +122,7 @@ def test_logout_twice_is_harmless(sim: GiosgSimulator) -> None:
     assert_logged_out(sim, VISITOR)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_the_workflow_survives_faults(seed: int) -> None:
     with GiosgSimulator(rooms=5, shared_rooms=2, page_size=2, seed=seed) as sim:
@@ -156,6 +157,7 @@ def test_a_chat_ended_meanwhile_counts_as_ended(sim: GiosgSimulator) -> None:
         assert client.get_chat(chat.id).is_ended
 
 
+@pytest.mark.slow
 def test_giosg_down_for_a_while_is_waited_out_by_retries(sim: GiosgSimulator) -> None:
     sim.seed_visitor(VISITOR)
     with make_client(sim, max_retries=8, backoff_base=0.1, backoff_max=1.0) as client:
@@ -165,6 +167,7 @@ def test_giosg_down_for_a_while_is_waited_out_by_retries(sim: GiosgSimulator) ->
     assert_logged_out(sim, VISITOR)
 
 
+@pytest.mark.slow
 def test_concurrent_calls_share_the_pool(sim: GiosgSimulator) -> None:
     sim.seed_visitor(VISITOR, open_chats=0)
     calls = [(room, key) for room in sim.room_ids for key in VARIABLES] * 4

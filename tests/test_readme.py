@@ -21,6 +21,7 @@ def readme_example() -> str:
     return found.group(1)
 
 
+@pytest.mark.slow
 def test_the_readme_example_passes_as_written(pytester: pytest.Pytester) -> None:
     example = readme_example()
     assert "..." not in example  # complete, nothing left for the reader to fill in

@@ -82,6 +82,7 @@ REQUESTS = st.one_of(
 )
 
 
+@pytest.mark.slow
 @given(sent=REQUESTS)
 @hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_no_body_and_content_type_gets_a_server_error(sent: tuple[bytes, str | None]) -> None:

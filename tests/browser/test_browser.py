@@ -18,7 +18,7 @@ from django_giosg.testing import GiosgSimulator
 
 from .conftest import Browser
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 VISITOR = "5f0c1e9b3a7d4c2e8b6a9d0f1e2c3b4a"
 

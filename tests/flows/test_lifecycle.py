@@ -201,6 +201,7 @@ def test_one_visitor_on_two_devices_belongs_to_the_last_login(giosg: GiosgSimula
     assert states == {"ann": State.DETACHED, "bob": State.ATTACHED}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("round_", range(6))
 def test_two_concurrent_logins_end_with_one_attached_link(
     giosg: GiosgSimulator, round_: int
@@ -326,6 +327,7 @@ def no_secrets_in(records: list[logging.LogRecord], *secrets: str) -> None:
             assert secret not in text, record.getMessage()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(TROUBLE))
 def test_giosg_in_trouble_never_fails_a_login(
     giosg: GiosgSimulator, settings: Any, caplog: pytest.LogCaptureFixture, kind: str
@@ -351,6 +353,7 @@ def test_giosg_in_trouble_never_fails_a_login(
     assert "Secret" not in link.last_error
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(TROUBLE))
 def test_giosg_in_trouble_never_fails_a_logout(
     giosg: GiosgSimulator, settings: Any, caplog: pytest.LogCaptureFixture, kind: str
@@ -377,6 +380,7 @@ def test_giosg_in_trouble_never_fails_a_logout(
     no_secrets_in(caplog.records, giosg.api_token, "Secret Name", PASSWORD)
 
 
+@pytest.mark.slow
 def test_one_request_shares_one_budget(giosg: GiosgSimulator, settings: Any) -> None:
     """A changed id's detach and attach together wait at most INLINE_BUDGET (plus slack)."""
     settings.GIOSG = {**settings.GIOSG, "INLINE_BUDGET": 1.0}
@@ -392,6 +396,7 @@ def test_one_request_shares_one_budget(giosg: GiosgSimulator, settings: Any) -> 
     assert states == {VISITOR: State.PENDING_DETACH, OTHER_VISITOR: State.PENDING_ATTACH}
 
 
+@pytest.mark.slow
 def test_a_worker_retries_each_call(giosg: GiosgSimulator, settings: Any) -> None:
     """Outside a request (a worker, a shell) calls are retried: one 503 changes nothing."""
     from django_giosg import tasks

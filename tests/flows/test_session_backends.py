@@ -25,7 +25,7 @@ from django_giosg.testing import GiosgSimulator
 from ..browsing import PASSWORD, VISITOR, Browser, make_user, only_link, sweep
 from ..conftest import LinkClock
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 ENGINES = {
     "db": "django.contrib.sessions.backends.db",

@@ -32,6 +32,7 @@ def wait_for_url(output: io.StringIO | list[str], deadline: float) -> str:
     raise AssertionError(f"the simulator did not start: {output!r}")
 
 
+@pytest.mark.slow
 def test_serves_the_settings_organization_until_shut_down() -> None:
     output = io.StringIO()
     thread = threading.Thread(
@@ -74,6 +75,7 @@ def test_bad_arguments(args: list[str]) -> None:
         call_command("giosg_simulator", *args, stdout=io.StringIO())
 
 
+@pytest.mark.slow
 def test_sigterm_stops_it_cleanly() -> None:
     """The real thing: ``python -m django giosg_simulator`` in its own process, ended by
     SIGTERM. (Not SIGINT: a shell starts background jobs with SIGINT ignored, and so would this

@@ -73,6 +73,7 @@ def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_from_the_command_line_exit_0_while_giosg_is_down_and_1_when_misconfigured(
     tmp_path: Path,
 ) -> None:

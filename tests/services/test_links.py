@@ -7,17 +7,15 @@ import logging
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
+from django.db import transaction
 
-from django_giosg.models import State, VisitorLink
+from django_giosg.models import State, VisitorLink, VisitorLinkQuerySet, write_db
 from django_giosg.services import links
 
 from ..conftest import VISITOR
 from .conftest import ROOM_2, SHARED, link_for, two_rooms
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")]
-
-
-# -- rows ----------------------------------------------------------------------------------------
 
 
 def test_bind_supersedes_another_users_live_link(user: AbstractUser) -> None:
@@ -28,6 +26,30 @@ def test_bind_supersedes_another_users_live_link(user: AbstractUser) -> None:
     assert second.detach == [first.attach]
     states = dict(VisitorLink.objects.values_list("pk", "state"))
     assert states == {first.attach: State.PENDING_DETACH, second.attach: State.PENDING_ATTACH}
+
+
+def test_a_bind_that_loses_a_race_inside_a_transaction_supersedes_the_winner(
+    user: AbstractUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As under ``ATOMIC_REQUESTS``: the insert that loses to a concurrent login is rolled back
+    to a savepoint on the links' database, and the transaction goes on (a savepoint on another
+    database would leave this one unusable)."""
+    bob = get_user_model().objects.create_user("bob")
+    winner = links.bind(bob, VISITOR, two_rooms()).attach
+    real_first = VisitorLinkQuerySet.first
+    reads: list[object] = []
+
+    def read_before_the_winner(self: VisitorLinkQuerySet) -> VisitorLink | None:
+        reads.append(self)
+        return None if len(reads) == 1 else real_first(self)
+
+    monkeypatch.setattr(VisitorLinkQuerySet, "first", read_before_the_winner)
+    with transaction.atomic(using=write_db(VisitorLink)):
+        plan = links.bind(user, VISITOR, two_rooms())
+        assert plan.detach == [winner]
+        states = dict(VisitorLink.objects.values_list("pk", "state"))
+    assert states == {winner: State.PENDING_DETACH, plan.attach: State.PENDING_ATTACH}
+    assert len(reads) == 2
 
 
 def test_bind_of_an_attached_link_only_reattaches_for_new_rooms(user: AbstractUser) -> None:

@@ -23,7 +23,7 @@ from django_giosg import clock, signals
 from django_giosg.client import get_client
 from django_giosg.conf import get_settings
 from django_giosg.models import State, VisitorLease, VisitorLink, write_db
-from django_giosg.services import failures, links, workflows
+from django_giosg.services import links, workflows
 from django_giosg.services import sweep as sweeping
 from django_giosg.services.results import Result
 from django_giosg.testing import GiosgSimulator
@@ -111,6 +111,7 @@ def test_each_call_is_retried_within_one_sweep(
 # -- failures: backoff, cap, giving up, the admin's retry ---------------------------------------
 
 
+@pytest.mark.slow
 def test_failures_back_off_then_the_link_fails_once_and_loudly(
     giosg: GiosgSimulator,
     link_clock: LinkClock,
@@ -157,6 +158,7 @@ def test_failures_back_off_then_the_link_fails_once_and_loudly(
     assert get_settings().api_token not in caplog.text
 
 
+@pytest.mark.slow
 def test_an_attach_undone_for_a_deleted_user_counts_as_its_detach_did(
     giosg: GiosgSimulator, link_clock: LinkClock
 ) -> None:
@@ -179,18 +181,7 @@ def test_an_attach_undone_for_a_deleted_user_counts_as_its_detach_did(
     assert giosg.requests("set_variable") == 0
 
 
-def test_the_backoff_grows_to_its_cap(
-    giosg: GiosgSimulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    settings = get_settings()
-    monkeypatch.setattr(clock, "jitter", lambda: 0.999)  # the factor's top, 1.5
-    assert failures.link_backoff(1, settings) == pytest.approx(60 * 1.499)
-    assert failures.link_backoff(5, settings) == pytest.approx(60 * 16 * 1.499)
-    assert failures.link_backoff(9, settings) == 6 * 3600.0  # 23 000 s capped at 6 h
-    monkeypatch.setattr(clock, "jitter", lambda: 0.0)
-    assert failures.link_backoff(3, settings) == 60 * 4 * 0.5
-
-
+@pytest.mark.slow
 def test_success_resets_the_attempts(giosg: GiosgSimulator, link_clock: LinkClock) -> None:
     link = attached(giosg, VISITORS[0], make_user("ann"))
     lost_detach(link)
@@ -206,6 +197,7 @@ def test_success_resets_the_attempts(giosg: GiosgSimulator, link_clock: LinkCloc
     assert (link.attempts, link.failed_action, link.last_error) == (0, "", "")
 
 
+@pytest.mark.slow
 def test_the_admins_retry_gives_a_failed_link_a_fresh_start(
     giosg: GiosgSimulator, link_clock: LinkClock, admin_client: Client
 ) -> None:
@@ -318,6 +310,7 @@ def run_concurrently(*jobs: Callable[[], str]) -> list[str]:
     return outputs
 
 
+@pytest.mark.slow
 def test_two_concurrent_sweeps_end_each_chat_and_delete_each_key_once(
     giosg: GiosgSimulator, link_clock: LinkClock
 ) -> None:

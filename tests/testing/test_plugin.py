@@ -57,6 +57,7 @@ def test_settings_are_restored_after_the_test():
 """
 
 
+@pytest.mark.slow
 def test_the_fixture_in_a_host_project(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(inner_settings=INNER_SETTINGS, test_inner=INNER_TESTS)
     pytester.makeini("[pytest]\npythonpath = .\n")
