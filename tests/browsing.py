@@ -3,7 +3,7 @@ links in a given state, and a run of ``giosg_sweep``."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from io import StringIO
 from typing import Any
 
@@ -23,6 +23,8 @@ from django_giosg.testing import GiosgSimulator
 VISITOR = "08119566026a4e1194a7a3244c90f925"
 OTHER_VISITOR = "8a60b202474547dbb8ce19737e4c166f"
 PASSWORD = "pw-not-in-logs-1815"
+VISITORS = [f"{n:032x}" for n in range(1, 9)]
+HOUR = timedelta(hours=1)
 
 
 def make_user(username: str, first: str = "", last: str = "") -> AbstractUser:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import responses as responses_module
@@ -13,6 +14,7 @@ from django.utils import timezone
 
 from django_giosg import conf
 from django_giosg.client import GiosgClient
+from django_giosg.testing import GiosgSimulator
 
 TOKEN = "tok-3f1c-SECRET-do-not-log"
 ORG = "7f9e9580-095b-42c7-838c-c04e667b26f7"
@@ -94,6 +96,20 @@ def link_clock(monkeypatch: pytest.MonkeyPatch) -> LinkClock:
     fake = LinkClock()
     monkeypatch.setattr("django_giosg.clock.now", fake)
     return fake
+
+
+@pytest.fixture
+def giosg(giosg_simulator: GiosgSimulator, settings: Any, empty_cache: None) -> GiosgSimulator:
+    """The simulator, with the variables in its first room and few retries per call and attempts
+    per link, so that failing sweeps are quick. A module that needs another set-up defines its
+    own ``giosg``."""
+    settings.GIOSG = {
+        **settings.GIOSG,
+        "ROOM_IDS": giosg_simulator.room_ids[:1],
+        "MAX_RETRIES": 1,
+        "SWEEP_MAX_ATTEMPTS": 3,
+    }
+    return giosg_simulator
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from django_giosg.testing import GiosgSimulator
 
 from .browsing import (
     VISITOR,
+    VISITORS,
     attached,
     make_user,
     reloaded,
@@ -86,22 +87,6 @@ def test_entry_helpers_do_nothing_while_disabled(settings: Any) -> None:
     assert session.get_binding(store) is None
     link.refresh_from_db()
     assert (link.state, link.session_expires_at) == (State.ATTACHED, None)
-
-
-VISITORS = [f"{n:032x}" for n in range(1, 9)]
-
-
-@pytest.fixture
-def giosg(giosg_simulator: GiosgSimulator, settings: Any, empty_cache: None) -> GiosgSimulator:
-    """Variables in one room; few retries per call, so that failing sweeps are quick."""
-    sim = giosg_simulator
-    settings.GIOSG = {
-        **settings.GIOSG,
-        "ROOM_IDS": sim.room_ids[:1],
-        "MAX_RETRIES": 1,
-        "SWEEP_MAX_ATTEMPTS": 3,
-    }
-    return sim
 
 
 @pytest.mark.django_db(transaction=True)

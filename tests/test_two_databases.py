@@ -9,8 +9,6 @@ and a sweep, still work: the app reads its rows where it writes them.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from django.db import connections
 from django.test import override_settings
@@ -22,12 +20,6 @@ from .browsing import VISITOR, Browser, attached, lost_detach, make_user, only_l
 from .conftest import LinkClock
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def giosg(giosg_simulator: GiosgSimulator, settings: Any, empty_cache: None) -> GiosgSimulator:
-    settings.GIOSG = {**settings.GIOSG, "ROOM_IDS": giosg_simulator.room_ids[:1]}
-    return giosg_simulator
 
 
 def test_the_apps_tables_are_on_the_second_database_only() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +15,9 @@ from django.utils import timezone
 from django_giosg.models import State
 from django_giosg.testing import GiosgSimulator
 
-from ..browsing import attached, make_user, reloaded, sweep
+from ..browsing import HOUR, VISITORS, attached, make_user, reloaded, sweep
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-VISITORS = [f"{n:032x}" for n in range(1, 9)]
-HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-def giosg(giosg_simulator: GiosgSimulator, settings: Any, empty_cache: None) -> GiosgSimulator:
-    """Variables in one room; few retries per call, so that failing sweeps are quick."""
-    sim = giosg_simulator
-    settings.GIOSG = {
-        **settings.GIOSG,
-        "ROOM_IDS": sim.room_ids[:1],
-        "MAX_RETRIES": 1,
-        "SWEEP_MAX_ATTEMPTS": 3,
-    }
-    return sim
 
 
 @pytest.mark.parametrize("limit", ["0", "-1", "two"])

@@ -28,26 +28,20 @@ from django_giosg.services import sweep as sweeping
 from django_giosg.services.results import Result
 from django_giosg.testing import GiosgSimulator
 
-from ..browsing import VISITOR, attached, lost_detach, make_user, only_link, reloaded, sweep
+from ..browsing import (
+    HOUR,
+    VISITOR,
+    VISITORS,
+    attached,
+    lost_detach,
+    make_user,
+    only_link,
+    reloaded,
+    sweep,
+)
 from ..conftest import LinkClock
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-VISITORS = [f"{n:032x}" for n in range(1, 9)]
-HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-def giosg(giosg_simulator: GiosgSimulator, settings: Any, empty_cache: None) -> GiosgSimulator:
-    """Variables in one room; few retries per call, so that failing sweeps are quick."""
-    sim = giosg_simulator
-    settings.GIOSG = {
-        **settings.GIOSG,
-        "ROOM_IDS": sim.room_ids[:1],
-        "MAX_RETRIES": 1,
-        "SWEEP_MAX_ATTEMPTS": 3,
-    }
-    return sim
 
 
 # -- expired and due links ----------------------------------------------------------------------
