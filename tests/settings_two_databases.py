@@ -1,6 +1,7 @@
 """The test settings with django-giosg's tables on a second database ("accounts"), routed by
 :class:`tests.routers.AccountsRouter`: every transaction, ``on_commit`` and feature check of the
-app must follow the router (``tests/test_databases.py`` runs tests under these settings)."""
+app must follow the router. ``tox -e two-databases`` runs the suite with them, and
+``tests/test_two_databases.py`` only runs there."""
 
 import os
 import tempfile

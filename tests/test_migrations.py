@@ -8,6 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.db import IntegrityError, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
 
 from django_giosg.models import State, VisitorLink, write_db
 
@@ -57,5 +58,39 @@ def test_live_links_get_the_unique_column_and_the_migration_reverses() -> None:
         migrate(BEFORE)  # and back: the partial constraint again
         with pytest.raises(IntegrityError), transaction.atomic(using=write_db(VisitorLink)):
             old.objects.create(visitor_id="b" * 32, state=State.ATTACHED)
+    finally:
+        migrate(AFTER)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_where_the_old_constraint_was_ignored_the_newest_live_link_stays_live(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MySQL, MariaDB and Oracle never created 0001's conditional constraint (Django skips it
+    where partial indexes are not supported), so a visitor may have two live links there. Here
+    SQLite plays such a database."""
+    database = connections[write_db(VisitorLink)]
+    monkeypatch.setattr(database.features, "supports_partial_indexes", False)
+    old = (
+        migrate(BEFORE).loader.project_state(BEFORE).apps.get_model("django_giosg", "VisitorLink")
+    )
+    older = old.objects.create(visitor_id="a" * 32, state=State.ATTACHED).pk
+    newer = old.objects.create(visitor_id="a" * 32, state=State.PENDING_ATTACH).pk
+    other = old.objects.create(visitor_id="b" * 32, state=State.ATTACHED).pk
+    try:
+        migrate(AFTER)
+        rows = {
+            link.pk: (link.state, link.live_visitor_id, link.attempts)
+            for link in VisitorLink.objects.all()
+        }
+        assert rows == {
+            older: (State.PENDING_DETACH, None, 0),
+            newer: (State.PENDING_ATTACH, "a" * 32, 0),
+            other: (State.ATTACHED, "b" * 32, 0),
+        }
+        # due at once: the next giosg_sweep detaches the superseded link
+        assert list(VisitorLink.objects.due(timezone.now()).values_list("pk", flat=True)) == [
+            older
+        ]
     finally:
         migrate(AFTER)

@@ -10,6 +10,7 @@ and a sweep, still work: the app reads its rows where it writes them.
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.db import connections
 from django.test import override_settings
 
@@ -18,6 +19,9 @@ from django_giosg.testing import GiosgSimulator
 
 from .browsing import VISITOR, Browser, attached, lost_detach, make_user, only_link, sweep
 from .conftest import LinkClock
+
+if settings.SETTINGS_MODULE != "tests.settings_two_databases":  # named on the command line
+    pytest.skip("needs --ds tests.settings_two_databases", allow_module_level=True)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

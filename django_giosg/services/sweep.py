@@ -7,7 +7,7 @@ Safe to run twice at once, in two processes: each link is taken by one sweep onl
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -100,21 +100,24 @@ def _claim_next(links: VisitorLinkQuerySet, seen: set[int], claim: Claim) -> Vis
     run sends no ever longer ``NOT IN`` list). Where the database can, the candidates are also
     locked, and rows another sweep holds are skipped (``SELECT … FOR UPDATE SKIP LOCKED``)."""
     database = write_db(VisitorLink)
-    if not connections[database].features.has_select_for_update_skip_locked:
+    features = connections[database].features
+    if not features.has_select_for_update_skip_locked:
         # SQLite: no row locks, and a transaction that reads then writes can fail at once with
         # "database is locked" when another one writes; each update commits on its own instead.
-        return _take_unchanged(links, seen, claim)
+        return _take_unchanged(links[:CLAIM_CANDIDATES], seen, claim)
     with transaction.atomic(using=database):
-        taken: VisitorLink | None = _take_unchanged(
-            links.select_for_update(skip_locked=True), seen, claim
-        )
-    return taken
+        locked = links.select_for_update(skip_locked=True)
+        if features.supports_select_for_update_with_limit:
+            candidates: Iterable[VisitorLink] = locked[:CLAIM_CANDIDATES]
+        else:  # Oracle cannot LIMIT a FOR UPDATE: read the candidates, then lock them by id
+            ids = list(links.values_list("pk", flat=True)[:CLAIM_CANDIDATES])
+            candidates = locked.filter(pk__in=ids)
+        return _take_unchanged(candidates, seen, claim)
 
 
 def _take_unchanged(
-    links: VisitorLinkQuerySet, seen: set[int], claim: Claim
+    candidates: Iterable[VisitorLink], seen: set[int], claim: Claim
 ) -> VisitorLink | None:
-    candidates: list[VisitorLink] = list(links[:CLAIM_CANDIDATES])
     for link in candidates:
         if link.pk in seen:
             # Taken (or lost to another sweep) once in this run already; a taken link leaves

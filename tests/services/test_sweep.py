@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.test import Client
 from django.utils import timezone
@@ -396,21 +397,33 @@ def test_the_limit_is_shared_by_expired_and_due_links(
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("limit_with_lock", [True, False], ids=["PostgreSQL-MySQL", "Oracle"])
 def test_where_the_database_skips_locked_rows_the_sweep_locks_its_candidates(
     giosg: GiosgSimulator,
     link_clock: LinkClock,
     monkeypatch: pytest.MonkeyPatch,
+    limit_with_lock: bool,
 ) -> None:
-    """SQLite has no row locks; this runs the PostgreSQL/MySQL path of taking a link (its
-    ``FOR UPDATE SKIP LOCKED`` clause is left out by Django on SQLite)."""
+    """SQLite has no row locks; this runs the path of the databases that have them. Django
+    leaves the ``FOR UPDATE SKIP LOCKED`` clause out on SQLite, so each query is also compiled as
+    theirs would be: Oracle cannot ``LIMIT`` a ``FOR UPDATE``, and refuses to compile it."""
     lost_detach(attached(giosg, VISITOR, make_user("ann")))
     link_clock.advance(get_settings().pending_stale_after)
     database = connections[write_db(VisitorLink)]
-    monkeypatch.setattr(database.features, "has_select_for_update_skip_locked", True)
+    features = database.features
+    monkeypatch.setattr(features, "has_select_for_update_skip_locked", True)
+    monkeypatch.setattr(features, "supports_select_for_update_with_limit", limit_with_lock)
     locked: list[bool] = []
     real_take = sweeping._take_unchanged
 
     def take(links: Any, *args: Any) -> VisitorLink | None:
+        with monkeypatch.context() as their_database:
+            their_database.setattr(features, "has_select_for_update", True)
+            try:
+                sql, _ = links.query.get_compiler(using=database.alias).as_sql()
+            except EmptyResultSet:  # no candidates by id: Django sends no query at all
+                sql = "FOR UPDATE SKIP LOCKED"
+        assert "FOR UPDATE SKIP LOCKED" in sql
         locked.append(links.query.select_for_update and database.in_atomic_block)
         return real_take(links, *args)
 
