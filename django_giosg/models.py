@@ -20,6 +20,7 @@ from typing import Any, ClassVar, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, models, router, transaction
+from django.db.models import F, Q
 
 from . import clock
 
@@ -129,7 +130,7 @@ class VisitorLinkQuerySet(models.QuerySet["VisitorLink"]):
         count of attempts (the session ended, the user went, the admin said so). Returns their
         ids, to detach."""
         ids: list[int] = list(self.not_detached().values_list("pk", flat=True))
-        released = self.model.objects.filter(pk__in=ids).not_detached()
+        released = self.model.objects.db_manager(self.db).filter(pk__in=ids).not_detached()
         released.update(**_released(stale_at), live_visitor_id=None, updated_at=clock.now())
         return ids
 
@@ -198,6 +199,19 @@ class VisitorLink(models.Model):
 
     class Meta:
         verbose_name = "visitor link"
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            # Every write keeps them in step; the database refuses a write that would not. (The
+            # "is not null" matters: NULL = visitor_id is unknown, which a check lets through.)
+            models.CheckConstraint(
+                condition=Q(
+                    state__in=LIVE_STATES,
+                    live_visitor_id__isnull=False,
+                    live_visitor_id=F("visitor_id"),
+                )
+                | (~Q(state__in=LIVE_STATES) & Q(live_visitor_id__isnull=True)),
+                name="django_giosg_live_visitor_id_follows_state",
+            )
+        ]
         indexes: ClassVar[list[models.Index]] = [
             # the sweep: due pending links, expired attached links, old detached links
             models.Index(fields=["state", "next_attempt_at"], name="django_giosg_due"),
@@ -212,9 +226,11 @@ class VisitorLink(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         """A new link (or one saved whole) gets the unique column that goes with its state."""
         self.live_visitor_id = live_visitor_id(self.visitor_id, self.state)
-        update_fields = kwargs.get("update_fields")
-        if update_fields is not None and "state" in update_fields:
-            kwargs["update_fields"] = {*update_fields, "live_visitor_id"}
+        if kwargs.get("update_fields") is not None:
+            fields = set(kwargs["update_fields"])
+            if fields & {"state", "visitor_id"}:
+                fields.add("live_visitor_id")
+            kwargs["update_fields"] = fields
         super().save(*args, **kwargs)
 
     def wants(self, action: str) -> bool:
@@ -296,7 +312,7 @@ class VisitorLink(models.Model):
             "next_attempt_at": stale_at,
         }
         try:
-            with transaction.atomic(using=write_db(type(self))):
+            with transaction.atomic(using=self._row().db):
                 changed = self._change([State.FAILED], **changes)
         except IntegrityError:  # the one-live-link constraint: the visitor is bound anew
             action = Action.DETACH
@@ -326,7 +342,7 @@ class VisitorLink(models.Model):
         """Change the link only if nobody did since it was read (same state, same
         ``next_attempt_at``): this moves it out of the sweep's selections, so that no two sweeps
         take it."""
-        unchanged = type(self).objects.filter(pk=self.pk, state=self.state)
+        unchanged = self._row().filter(state=self.state)
         if self.next_attempt_at is None:
             unchanged = unchanged.filter(next_attempt_at__isnull=True)
         else:
@@ -336,8 +352,13 @@ class VisitorLink(models.Model):
     def _change(self, states: Iterable[str], **fields: Any) -> bool:
         """The one conditional update behind the transitions: only while the link is in one of
         ``states``."""
-        links = type(self).objects.filter(pk=self.pk, state__in=list(states))
+        links = self._row().filter(state__in=list(states))
         return self._apply(links, {**fields, "updated_at": clock.now()})
+
+    def _row(self) -> VisitorLinkQuerySet:
+        """This link's row, on the database it was read from (else where links are written)."""
+        row: VisitorLinkQuerySet = type(self).objects.db_manager(self._state.db).filter(pk=self.pk)
+        return row
 
     def _apply(self, links: models.QuerySet[VisitorLink], fields: dict[str, Any]) -> bool:
         if "state" in fields:  # the unique column goes with the state

@@ -34,7 +34,7 @@ class AccountsRouter:
 
     def allow_migrate(
         self, db: str, app_label: str, model_name: str | None = None, **hints: Any
-    ) -> bool:
+    ) -> bool | None:
         return db == _database(app_label)
 
 
@@ -47,3 +47,15 @@ class LaggingReplicaRouter(AccountsRouter):
         if model._meta.app_label == "django_giosg":
             return "default"
         return _database(model._meta.app_label)
+
+
+class ByModelRouter(AccountsRouter):
+    """As :class:`AccountsRouter`, but with no opinion on a migration that names no model (a
+    common style): a ``RunPython`` must name its model in its hints, or it runs everywhere."""
+
+    def allow_migrate(
+        self, db: str, app_label: str, model_name: str | None = None, **hints: Any
+    ) -> bool | None:
+        if model_name is None:
+            return None
+        return super().allow_migrate(db, app_label, model_name, **hints)

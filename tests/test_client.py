@@ -639,3 +639,12 @@ def test_an_unknown_status_is_named_as_such(
     mocked.post(VARIABLES_URL, status=499, body="")
     with pytest.raises(GiosgAPIError, match="giosg answered 499 unexpected status"):
         client.set_variable(ROOM, VISITOR, "username", "")
+
+
+def test_a_pause_is_on_the_clients_clock(client: GiosgClient, clock: FakeClock) -> None:
+    """What waits for something besides giosg (the visitor's lease) waits on the same clock as
+    the deadlines: a test's fake clock moves."""
+    deadline = client.deadline_after(1.0)
+    client.pause(0.25)
+    assert clock.sleeps == [0.25]
+    assert client.time_left(deadline) == 0.75

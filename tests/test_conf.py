@@ -13,10 +13,9 @@ from django_giosg import conf
 from django_giosg.client import GiosgClient
 from django_giosg.conf import GiosgSettings, get_settings, load
 from django_giosg.errors import GiosgConfigurationError, GiosgUnavailable
-from tests.conftest import BASE, FakeClock
 
-ORG = "7f9e9580-095b-42c7-838c-c04e667b26f7"
-ROOM = "9926bdfa-56e0-11e5-b98c-6c4008c08dfe"
+from .conftest import BASE, ORG, ROOM, FakeClock
+
 REQUIRED: dict[str, Any] = {"API_TOKEN": "t0k", "ORGANIZATION_ID": ORG, "ROOM_IDS": [ROOM]}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -63,19 +64,19 @@ def test_live_links_get_the_unique_column_and_the_migration_reverses() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_where_the_old_constraint_was_ignored_the_newest_live_link_stays_live(
+def test_where_the_old_constraint_was_ignored_the_newest_live_link_is_bound_anew(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """MySQL, MariaDB and Oracle never created 0001's conditional constraint (Django skips it
-    where partial indexes are not supported), so a visitor may have two live links there. Here
-    SQLite plays such a database."""
+    where partial indexes are not supported), so a visitor may have two live links there: the
+    newest is bound anew, the others released. Here SQLite plays such a database."""
     database = connections[write_db(VisitorLink)]
     monkeypatch.setattr(database.features, "supports_partial_indexes", False)
     old = (
         migrate(BEFORE).loader.project_state(BEFORE).apps.get_model("django_giosg", "VisitorLink")
     )
-    older = old.objects.create(visitor_id="a" * 32, state=State.ATTACHED).pk
-    newer = old.objects.create(visitor_id="a" * 32, state=State.PENDING_ATTACH).pk
+    older = old.objects.create(visitor_id="a" * 32, state=State.PENDING_ATTACH).pk
+    newer = old.objects.create(visitor_id="a" * 32, state=State.ATTACHED, attempts=2).pk
     other = old.objects.create(visitor_id="b" * 32, state=State.ATTACHED).pk
     try:
         migrate(AFTER)
@@ -84,13 +85,13 @@ def test_where_the_old_constraint_was_ignored_the_newest_live_link_stays_live(
             for link in VisitorLink.objects.all()
         }
         assert rows == {
-            older: (State.PENDING_DETACH, None, 0),
-            newer: (State.PENDING_ATTACH, "a" * 32, 0),
+            older: (State.PENDING_DETACH, None, 0),  # released
+            newer: (State.PENDING_ATTACH, "a" * 32, 0),  # bound anew: its keys are older's too
             other: (State.ATTACHED, "b" * 32, 0),
         }
-        # due at once: the next giosg_sweep detaches the superseded link
-        assert list(VisitorLink.objects.due(timezone.now()).values_list("pk", flat=True)) == [
-            older
-        ]
+        # Due at once, the old binding first: the next giosg_sweep detaches it, then sets the
+        # newest's variables again (the detach deleted the keys they share).
+        due = VisitorLink.objects.due(timezone.now() + timedelta(seconds=1))
+        assert list(due.values_list("pk", flat=True)) == [older, newer]
     finally:
         migrate(AFTER)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connections, transaction
+from django.db.models import UniqueConstraint
 from django.utils import timezone
 
 from django_giosg.models import LIVE_STATES, Action, State, VisitorLease, VisitorLink, write_db
@@ -265,7 +266,8 @@ def test_the_manager_has_no_change_of_every_link() -> None:
 def test_one_live_link_per_visitor_without_a_conditional_constraint() -> None:
     """What MySQL, MariaDB and Oracle enforce too: no constraint of the model has a condition
     (they would ignore it); the unique column alone keeps a second live link out."""
-    assert all(getattr(c, "condition", None) is None for c in VisitorLink._meta.constraints)
+    unique = [c for c in VisitorLink._meta.constraints if isinstance(c, UniqueConstraint)]
+    assert all(constraint.condition is None for constraint in unique)
     VisitorLink.objects.create(visitor_id="a" * 32, state=State.ATTACHED)
     for state in LIVE_STATES:
         with pytest.raises(IntegrityError), transaction.atomic(using=write_db(VisitorLink)):
@@ -301,3 +303,41 @@ def test_the_strings_of_a_link_and_a_lease() -> None:
     assert str(VisitorLink(visitor_id="a" * 32)) == f"visitor {'a' * 32} (Pending Attach)"
     lease = VisitorLease(visitor_id="a" * 32, holder="h", expires_at=timezone.now())
     assert str(lease) == f"lease on visitor {'a' * 32}"
+
+
+def test_the_database_refuses_a_state_out_of_step_with_the_unique_column() -> None:
+    """A write that bypasses the transitions (``update(state=…)``, ``bulk_create``) is refused by
+    the check constraint, instead of leaving a live link the unique column does not cover."""
+    live = VisitorLink.objects.create(visitor_id="a" * 32, state=State.ATTACHED)
+    with pytest.raises(IntegrityError), transaction.atomic(using=write_db(VisitorLink)):
+        VisitorLink.objects.filter(pk=live.pk).update(state=State.DETACHED)
+    with pytest.raises(IntegrityError), transaction.atomic(using=write_db(VisitorLink)):
+        VisitorLink.objects.bulk_create([VisitorLink(visitor_id="b" * 32, state=State.ATTACHED)])
+    assert row(live)["state"] == State.ATTACHED
+
+
+def test_saving_only_some_fields_given_as_any_iterable() -> None:
+    link = VisitorLink.objects.create(visitor_id="c" * 32)
+    link.state = State.DETACHED
+    link.save(update_fields=(name for name in ["state"]))  # a generator, read once
+    assert (row(link)["state"], row(link)["live_visitor_id"]) == (State.DETACHED, None)
+    link.attempts = 3
+    link.save(update_fields=iter(["attempts"]))
+    assert row(link)["attempts"] == 3
+
+
+def test_a_link_read_from_a_database_changes_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``db_manager()`` names the database: the transitions, and the release of a queryset,
+    follow the link there, whatever the router says."""
+    created = VisitorLink.objects.create(visitor_id="d" * 32, state=State.ATTACHED)
+    database = created._state.db
+    monkeypatch.setattr("django_giosg.models.write_db", lambda model: "nowhere")
+    read = VisitorLink.objects.db_manager(database).get(pk=created.pk)
+    assert read.follow_expiry(LATER)
+    links = VisitorLink.objects.db_manager(database).filter(pk=created.pk)
+    assert links.release(LATER) == [created.pk]
+    monkeypatch.undo()
+    assert (row(created)["state"], row(created)["session_expires_at"]) == (
+        State.PENDING_DETACH,
+        LATER,
+    )

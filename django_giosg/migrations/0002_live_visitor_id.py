@@ -1,9 +1,14 @@
 """One live link per visitor on every database: a unique column set only while the link is live.
 
 The conditional unique constraint of 0001 is ignored by MySQL, MariaDB and Oracle (``models.W036``),
-so there a visitor may have more than one live link already: the newest stays live and the others
-become ``pending_detach``, due at once, for ``giosg_sweep`` to detach (as a later login would have
-done). The column is filled before it becomes unique, and the constraint goes last.
+so there a visitor may have more than one live link already. As a later login would have done, the
+newest is bound anew (``pending_attach``) and the others are released (``pending_detach``), all due
+at once: ``giosg_sweep`` detaches the old ones first (they have the same keys), then sets the
+newest's variables again. The column is filled before it becomes unique, a check keeps it in step
+with the state from then on, and the old constraint goes last.
+
+Stop the task workers while this runs: MySQL, MariaDB and Oracle cannot roll back a half-done
+migration, and a worker of the old code would write states without the column.
 """
 
 from typing import Any
@@ -22,14 +27,11 @@ def fill_live_visitor_ids(apps: Any, schema_editor: Any) -> None:
     live = links.filter(state__in=LIVE_STATES)
     now = timezone.now()
     doubled = live.values("visitor_id").annotate(count=Count("pk"), newest=Max("pk"))
+    fresh_start = {"attempts": 0, "failed_action": "", "next_attempt_at": now, "updated_at": now}
     for visitor in doubled.filter(count__gt=1):
-        live.filter(visitor_id=visitor["visitor_id"]).exclude(pk=visitor["newest"]).update(
-            state="pending_detach",
-            attempts=0,
-            failed_action="",
-            next_attempt_at=now,
-            updated_at=now,
-        )
+        of_visitor = live.filter(visitor_id=visitor["visitor_id"])
+        of_visitor.exclude(pk=visitor["newest"]).update(state="pending_detach", **fresh_start)
+        of_visitor.filter(pk=visitor["newest"]).update(state="pending_attach", **fresh_start)
     live.update(live_visitor_id=F("visitor_id"))
 
 
@@ -44,12 +46,36 @@ class Migration(migrations.Migration):
             name="live_visitor_id",
             field=models.CharField(blank=True, editable=False, max_length=128, null=True),
         ),
-        migrations.RunPython(fill_live_visitor_ids, migrations.RunPython.noop, elidable=True),
+        migrations.RunPython(
+            fill_live_visitor_ids,
+            migrations.RunPython.noop,
+            # for routers that decide by model: allow_migrate() gets model_name
+            hints={"model_name": "visitorlink"},
+            elidable=True,
+        ),
         migrations.AlterField(
             model_name="visitorlink",
             name="live_visitor_id",
             field=models.CharField(
                 blank=True, editable=False, max_length=128, null=True, unique=True
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="visitorlink",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("live_visitor_id", models.F("visitor_id")),
+                        ("live_visitor_id__isnull", False),
+                        ("state__in", ("pending_attach", "attached")),
+                    ),
+                    models.Q(
+                        models.Q(("state__in", ("pending_attach", "attached")), _negated=True),
+                        ("live_visitor_id__isnull", True),
+                    ),
+                    _connector="OR",
+                ),
+                name="django_giosg_live_visitor_id_follows_state",
             ),
         ),
         migrations.RemoveConstraint(

@@ -7,7 +7,7 @@ import logging
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from django_giosg.models import State, VisitorLink, VisitorLinkQuerySet, write_db
 from django_giosg.services import links
@@ -91,8 +91,6 @@ def test_retry_of_a_failed_attach_whose_visitor_moved_on_detaches(user: Abstract
 def test_bind_gives_up_loudly_when_every_try_loses_a_race(
     user: AbstractUser, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from django.db import IntegrityError
-
     def always_taken(**fields: object) -> VisitorLink:
         raise IntegrityError("UNIQUE constraint failed")
 

@@ -358,6 +358,12 @@ def meanwhile(monkeypatch: pytest.MonkeyPatch, change: Callable[[], object]) -> 
     monkeypatch.setattr(leases, "_take_lease", take_after_change)
 
 
+def detached_by_another_worker(link_id: int) -> None:
+    link = VisitorLink.objects.get(pk=link_id)
+    assert link.begin_detach()
+    assert link.mark_detached()
+
+
 def test_an_attach_overtaken_before_its_lease_does_nothing(
     client: GiosgClient,
     mocked: responses.RequestsMock,
@@ -365,7 +371,7 @@ def test_an_attach_overtaken_before_its_lease_does_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     link = link_for(user)
-    meanwhile(monkeypatch, lambda: VisitorLink.objects.update(state=State.PENDING_DETACH))
+    meanwhile(monkeypatch, lambda: VisitorLink.objects.all().release(timezone.now()))
     assert workflows.attach(link.pk, client, two_rooms()).skipped == [
         "the link is not pending attach"
     ]
@@ -379,7 +385,7 @@ def test_a_detach_overtaken_before_its_lease_does_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     link = link_for(user, state=State.ATTACHED)
-    meanwhile(monkeypatch, lambda: VisitorLink.objects.update(state=State.DETACHED))
+    meanwhile(monkeypatch, lambda: detached_by_another_worker(link.pk))
     assert workflows.detach(link.pk, client, two_rooms()).skipped == [
         "the link is detached already"
     ]
@@ -479,7 +485,7 @@ def test_an_attach_overtaken_during_its_calls_undoes_them(
 
     def logout_meanwhile(request: Any) -> tuple[int, dict[str, str], str]:
         try:  # a logout in another request, while the variables are being set
-            VisitorLink.objects.filter(pk=link.pk).update(state=State.PENDING_DETACH)
+            VisitorLink.objects.filter(pk=link.pk).release(timezone.now())
         finally:
             connections.close_all()
         return 201, {}, "{}"
