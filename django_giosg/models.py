@@ -5,11 +5,12 @@ selections live on :class:`VisitorLinkQuerySet` and the transitions on the model
 conditional update that happens only from the states it names: safe against a concurrent change,
 on every database, without row locks. At most one link per visitor id is live (``pending_attach``
 or ``attached``): a unique column that holds the visitor id only while the link is live
-(``live_visitor_id``) guarantees it even when two logins race, on every database (MySQL, MariaDB
-and Oracle ignore conditional unique constraints). No raw session key is stored.
+(``live_visitor_id``, kept in step with the state by a check constraint) guarantees it even when
+two logins race, on every database (MySQL, MariaDB and Oracle ignore conditional unique
+constraints). No raw session key is stored.
 
-Every transaction, and every read a transition depends on, is on the database the router writes
-links to (:func:`write_db`), never on a replica that may lag.
+Links are read and written on the database the router writes them to (:func:`write_db`), never
+on a replica that may lag; a link read with ``db_manager()`` from a named database changes there.
 """
 
 from __future__ import annotations
@@ -170,8 +171,8 @@ class VisitorLink(models.Model):
     visitor_id = models.CharField(max_length=128)
     #: ``visitor_id`` while the link is live, else ``NULL``: unique, so that a visitor has at
     #: most one live link on every database. Written by the transitions (and :meth:`save`).
-    live_visitor_id = models.CharField(
-        max_length=128, null=True, blank=True, unique=True, editable=False
+    live_visitor_id = models.CharField(  # noqa: DJ001 - NULLs never collide, "" would
+        max_length=128, null=True, blank=True, editable=False
     )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -200,6 +201,10 @@ class VisitorLink(models.Model):
     class Meta:
         verbose_name = "visitor link"
         constraints: ClassVar[list[models.BaseConstraint]] = [
+            # (a constraint rather than unique=True: no extra LIKE index on PostgreSQL)
+            models.UniqueConstraint(
+                fields=["live_visitor_id"], name="django_giosg_one_live_link_per_visitor_id"
+            ),
             # Every write keeps them in step; the database refuses a write that would not. (The
             # "is not null" matters: NULL = visitor_id is unknown, which a check lets through.)
             models.CheckConstraint(
@@ -210,7 +215,7 @@ class VisitorLink(models.Model):
                 )
                 | (~Q(state__in=LIVE_STATES) & Q(live_visitor_id__isnull=True)),
                 name="django_giosg_live_visitor_id_follows_state",
-            )
+            ),
         ]
         indexes: ClassVar[list[models.Index]] = [
             # the sweep: due pending links, expired attached links, old detached links
@@ -232,6 +237,10 @@ class VisitorLink(models.Model):
                 fields.add("live_visitor_id")
             kwargs["update_fields"] = fields
         super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        """``full_clean()`` checks the constraints: the column first goes with the state."""
+        self.live_visitor_id = live_visitor_id(self.visitor_id, self.state)
 
     def wants(self, action: str) -> bool:
         """Whether ``action`` is still to be done: an attach only for a ``pending_attach`` link,

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.db import IntegrityError, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
-from django.utils import timezone
 
+from django_giosg.client import get_client
 from django_giosg.models import State, VisitorLink, write_db
+from django_giosg.testing import GiosgSimulator
+
+from .browsing import VISITOR, make_user, sweep
 
 BEFORE = [("django_giosg", "0001_initial")]
 AFTER = [("django_giosg", "0002_live_visitor_id")]
@@ -63,21 +65,34 @@ def test_live_links_get_the_unique_column_and_the_migration_reverses() -> None:
         migrate(AFTER)
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_where_the_old_constraint_was_ignored_the_newest_live_link_is_bound_anew(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("same_user", [False, True], ids=["two users", "one user"])
+@pytest.mark.parametrize("giosg_holds", ["older", "newer"])
+def test_where_the_old_constraint_was_ignored_the_newest_live_link_ends_attached(
+    giosg: GiosgSimulator, monkeypatch: pytest.MonkeyPatch, same_user: bool, giosg_holds: str
 ) -> None:
     """MySQL, MariaDB and Oracle never created 0001's conditional constraint (Django skips it
-    where partial indexes are not supported), so a visitor may have two live links there: the
-    newest is bound anew, the others released. Here SQLite plays such a database."""
+    where partial indexes are not supported), so a visitor may have two live links there. The
+    migration binds the newest anew and releases the others, and the next sweep ends with giosg
+    holding the newest binding's variables, whichever binding set them last. SQLite plays such a
+    database here."""
     database = connections[write_db(VisitorLink)]
     monkeypatch.setattr(database.features, "supports_partial_indexes", False)
     old = (
         migrate(BEFORE).loader.project_state(BEFORE).apps.get_model("django_giosg", "VisitorLink")
     )
-    older = old.objects.create(visitor_id="a" * 32, state=State.PENDING_ATTACH).pk
-    newer = old.objects.create(visitor_id="a" * 32, state=State.ATTACHED, attempts=2).pk
-    other = old.objects.create(visitor_id="b" * 32, state=State.ATTACHED).pk
+    ann = make_user("ann")
+    bob = ann if same_user else make_user("bob")
+    room = giosg.room_ids[0]
+    giosg.seed_visitor(VISITOR, rooms=[room], open_chats=1)
+    holder = ann if giosg_holds == "older" else bob
+    for key, value in {"username": holder.get_username(), "user_id": str(holder.pk)}.items():
+        get_client().set_variable(room, VISITOR, key, value)
+    keys = {room: ["username", "user_id"]}
+    older = old.objects.create(visitor_id=VISITOR, state="attached", user_id=ann.pk, keys=keys)
+    newer = old.objects.create(visitor_id=VISITOR, state="attached", user_id=bob.pk, keys=keys)
+    other = old.objects.create(visitor_id="b" * 32, state="attached", attempts=2)
     try:
         migrate(AFTER)
         rows = {
@@ -85,13 +100,18 @@ def test_where_the_old_constraint_was_ignored_the_newest_live_link_is_bound_anew
             for link in VisitorLink.objects.all()
         }
         assert rows == {
-            older: (State.PENDING_DETACH, None, 0),  # released
-            newer: (State.PENDING_ATTACH, "a" * 32, 0),  # bound anew: its keys are older's too
-            other: (State.ATTACHED, "b" * 32, 0),
+            older.pk: (State.PENDING_DETACH, None, 0),  # released
+            newer.pk: (State.PENDING_ATTACH, VISITOR, 0),  # bound anew
+            other.pk: (State.ATTACHED, "b" * 32, 2),  # alone: untouched
         }
-        # Due at once, the old binding first: the next giosg_sweep detaches it, then sets the
-        # newest's variables again (the detach deleted the keys they share).
-        due = VisitorLink.objects.due(timezone.now() + timedelta(seconds=1))
-        assert list(due.values_list("pk", flat=True)) == [older, newer]
+        assert "0 expired and 2 due link(s): 2 done" in sweep()
+        states = dict(VisitorLink.objects.values_list("pk", "state"))
+        assert states == {
+            older.pk: State.DETACHED,
+            newer.pk: State.ATTACHED,
+            other.pk: State.ATTACHED,
+        }
+        expected = {"username": bob.get_username(), "user_id": str(bob.pk)}
+        assert giosg.variables(VISITOR) == {room: expected}
     finally:
         migrate(AFTER)

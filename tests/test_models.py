@@ -341,3 +341,10 @@ def test_a_link_read_from_a_database_changes_there(monkeypatch: pytest.MonkeyPat
         State.PENDING_DETACH,
         LATER,
     )
+
+
+def test_a_link_passes_full_clean_in_every_state() -> None:
+    """``full_clean()`` checks the constraints in Python, before ``save()`` would fill the
+    column: ``clean()`` fills it first."""
+    for state in State.values:
+        VisitorLink(visitor_id="e" * 32, state=state).full_clean()

@@ -4,11 +4,13 @@ The conditional unique constraint of 0001 is ignored by MySQL, MariaDB and Oracl
 so there a visitor may have more than one live link already. As a later login would have done, the
 newest is bound anew (``pending_attach``) and the others are released (``pending_detach``), all due
 at once: ``giosg_sweep`` detaches the old ones first (they have the same keys), then sets the
-newest's variables again. The column is filled before it becomes unique, a check keeps it in step
-with the state from then on, and the old constraint goes last.
+newest's variables again (this ends the visitor's open chats, as a login of another user would).
+The column is filled before it becomes unique, a check keeps it in step with the state from then
+on, and the old constraint goes last.
 
-Stop the task workers while this runs: MySQL, MariaDB and Oracle cannot roll back a half-done
-migration, and a worker of the old code would write states without the column.
+Stop every process that runs django-giosg (web and task workers) while this runs: the old code
+writes states without the column, which the check refuses, and MySQL, MariaDB and Oracle cannot
+roll back a half-done migration.
 """
 
 from typing import Any
@@ -31,8 +33,12 @@ def fill_live_visitor_ids(apps: Any, schema_editor: Any) -> None:
     for visitor in doubled.filter(count__gt=1):
         of_visitor = live.filter(visitor_id=visitor["visitor_id"])
         of_visitor.exclude(pk=visitor["newest"]).update(state="pending_detach", **fresh_start)
-        of_visitor.filter(pk=visitor["newest"]).update(state="pending_attach", **fresh_start)
-    live.update(live_visitor_id=F("visitor_id"))
+        of_visitor.filter(pk=visitor["newest"]).update(
+            state="pending_attach", live_visitor_id=F("visitor_id"), **fresh_start
+        )
+    # Each row is updated once: on PostgreSQL a second update of a row in this transaction queues
+    # its deferred foreign key check, and the ALTER TABLE below fails ("pending trigger events").
+    live.filter(live_visitor_id__isnull=True).update(live_visitor_id=F("visitor_id"))
 
 
 class Migration(migrations.Migration):
@@ -53,11 +59,10 @@ class Migration(migrations.Migration):
             hints={"model_name": "visitorlink"},
             elidable=True,
         ),
-        migrations.AlterField(
+        migrations.AddConstraint(
             model_name="visitorlink",
-            name="live_visitor_id",
-            field=models.CharField(
-                blank=True, editable=False, max_length=128, null=True, unique=True
+            constraint=models.UniqueConstraint(
+                fields=("live_visitor_id",), name="django_giosg_one_live_link_per_visitor_id"
             ),
         ),
         migrations.AddConstraint(
