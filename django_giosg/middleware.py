@@ -19,8 +19,9 @@ It also carries the browser's share of a logout to the next page (see
 :mod:`django_giosg.browser_logout`).
 
 Install it after ``SessionMiddleware`` and ``AuthenticationMiddleware`` (a system check says so).
-It is sync- and async-capable: under ASGI it runs without an extra thread hop per request, and
-only its session and database work is sent to a thread (``sync_to_async``).
+It is sync- and async-capable: under ASGI Django calls it without adapting it, and only its
+session and database work runs in a thread (``sync_to_async``, once before the view and once
+after).
 """
 
 from __future__ import annotations
