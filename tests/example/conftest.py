@@ -141,10 +141,33 @@ class Demo:
     def stop(self, signum: int = signal.SIGINT) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signum)
-        returncode = self.process.wait(timeout=30)
+        try:
+            returncode = self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            processes = _processes()  # what was still running, for the failure's message
+            self.process.kill()
+            raise AssertionError(
+                f"scripts/demo did not stop within 30 s of signal {signum}.\n"
+                f"Processes:\n{processes}\nIts output:\n" + "\n".join(self.lines)
+            ) from None
         while (line := self._queue.get(timeout=5)) is not None:
             self.lines.append(line)
         return returncode
+
+
+def _processes() -> str:
+    """``ps``'s list of processes, or why there is none."""
+    try:
+        listed = subprocess.run(
+            ["ps", "-eo", "pid,ppid,pgid,stat,etime,args"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"(no ps: {err})"
+    return listed.stdout
 
 
 @pytest.fixture(scope="session")
