@@ -49,6 +49,7 @@ from .errors import (
     GiosgRateLimited,
     GiosgUnavailable,
 )
+from .logs import short_path
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -520,9 +521,10 @@ def _chat(item: Mapping[str, Any]) -> Chat:
 
 
 def _path_of(url: str) -> str:
-    """The path and query of a URL: what errors and logs show (never a host's credentials)."""
+    """The path and query of a URL: what errors and logs show (never a host's credentials, and
+    the visitor id shortened)."""
     parts = urlsplit(url)
-    return parts.path + (f"?{parts.query}" if parts.query else "")
+    return short_path(parts.path) + (f"?{parts.query}" if parts.query else "")
 
 
 def _retry_after(header: str | None) -> float | None:

@@ -15,8 +15,19 @@ It keeps the session's binding in step with the session (see
   (sliding expiry, ``set_expiry()``), the link's recorded expiry follows, for ``giosg_sweep``.
   This costs no query on other requests.
 
-It also carries the browser's share of a logout to the next page (see
-:mod:`django_giosg.browser_logout`).
+After a logout or a bind, once the view's transaction has committed, it makes sure no binding
+outlives its session when another request of the same session races this one:
+
+- after a logout, the user's links made in this browser are released again: a capture or a login
+  of the same session may have bound a visitor after the receiver released them;
+- after a capture or a login bound a visitor, the session is read again from its store: if a
+  logout in another request deleted it meanwhile, the binding is released.
+
+It sets the browser's device cookie when the request used it (see :mod:`django_giosg.device`),
+and carries the browser's share of an ending to the next page (see
+:mod:`django_giosg.browser_logout`): after a logout, a user switch or a session that lost its
+user, and on the first page of a browser (without a bound session) whose expired binding the
+sweep detached.
 
 Install it after ``SessionMiddleware`` and ``AuthenticationMiddleware`` (a system check says so).
 It is sync- and async-capable: under ASGI Django calls it without adapting it, and only its
@@ -38,7 +49,7 @@ from django.contrib import auth
 from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest, HttpResponseBase
 
-from . import browser_logout, session, tasks
+from . import browser_logout, device, session, tasks
 from .conf import get_settings
 from .errors import GiosgConfigurationError
 from .limits import request_budget
@@ -46,6 +57,7 @@ from .limits import request_budget
 logger = logging.getLogger(__name__)
 
 _BEFORE = "_django_giosg_before"
+_AFTER = "_django_giosg_after"
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,80 @@ def visitor_before_view(request: HttpRequest) -> tuple[str | None, list[str]]:
     return before.visitor_id, before.rooms
 
 
+def binding_before_view(request: HttpRequest) -> session.SessionBinding | None:
+    """The binding the session held when the request came in (``login()`` of another user
+    flushes it before ``user_logged_in``)."""
+    before: _Before = getattr(request, _BEFORE, _Before())
+    return before.binding
+
+
+def _before_view(request: HttpRequest) -> None:
+    _remember_visitor(request)
+    try:
+        _close_swept_binding(request)
+    except Exception:
+        logger.exception("django-giosg could not look for this browser's ended bindings")
+
+
+def _close_swept_binding(request: HttpRequest) -> None:
+    """A browser without a bound session whose binding the sweep detached (its session expired)
+    closes the chat window on this page (see :mod:`django_giosg.browser_logout`). One query, on
+    the requests of such browsers only (those with a device cookie)."""
+    before: _Before | None = getattr(request, _BEFORE, None)
+    if before is None or before.binding is not None or not get_settings().enabled:
+        return
+    known = device.known_device(request)
+    if known is not None and tasks.take_browser_closes(known):
+        browser_logout.note_close(request)
+
+
+@dataclass
+class _After:
+    """What the view asked to check once its transaction has committed (see the module)."""
+
+    logouts: list[tuple[object, str]] = field(default_factory=list)  # (user id, device)
+    bound: list[int] = field(default_factory=list)  # links bound in this request
+
+
+def _after(request: HttpRequest) -> _After:
+    after: _After | None = getattr(request, _AFTER, None)
+    if after is None:
+        after = _After()
+        setattr(request, _AFTER, after)
+    return after
+
+
+def release_after_view(request: HttpRequest, user_id: object, browser: str) -> None:
+    """At logout: release ``user_id``'s links made in ``browser`` once more after the view."""
+    _after(request).logouts.append((user_id, browser))
+
+
+def keep_after_view(request: HttpRequest) -> None:
+    """A login in this request, after a logout in it: its binding stays (no release after the
+    view)."""
+    _after(request).logouts.clear()
+
+
+def confirm_after_view(request: HttpRequest, link_id: int | None) -> None:
+    """A capture or login bound ``link_id``: release it after the view if the session was
+    deleted meanwhile (a logout in another request)."""
+    if link_id is not None:
+        _after(request).bound.append(link_id)
+
+
+def _settle(request: HttpRequest) -> None:
+    """The checks of :class:`_After`, after the view's transaction has committed."""
+    after: _After | None = getattr(request, _AFTER, None)
+    if after is None or not get_settings().enabled:
+        return
+    for user_id, browser in after.logouts:
+        tasks.release_device(user_id, browser)
+    store: SessionBase | None = getattr(request, "session", None)
+    if after.bound and store is not None and session.still_stored(store) is False:
+        logger.info("django-giosg: the session was deleted while it bound a visitor; released")
+        tasks.release_links(after.bound)
+
+
 def _keep_binding(request: HttpRequest, response: HttpResponseBase) -> None:
     """Keep the session's binding in step with the session (see :class:`GiosgMiddleware`),
     never breaking the site over giosg."""
@@ -102,6 +188,10 @@ def _keep_binding(request: HttpRequest, response: HttpResponseBase) -> None:
         _keep_binding_in_step(request, response)
     except Exception:
         logger.exception("django-giosg could not keep the session's binding in step")
+    try:
+        _settle(request)
+    except Exception:
+        logger.exception("django-giosg could not check the session's bindings after the view")
 
 
 def _keep_binding_in_step(request: HttpRequest, response: HttpResponseBase) -> None:
@@ -114,12 +204,14 @@ def _keep_binding_in_step(request: HttpRequest, response: HttpResponseBase) -> N
         if before.binding is not None and not _is_user(request, before.binding.user):
             tasks.release_visitor(before.visitor_id, before.binding.user)
             session.forget_binding(store)  # once; a flushed session has nothing to forget
+            browser_logout.note_close(request)
             return
         if before.binding is None and before.user_key is not None:
             with _peek(store):
                 unbound = session.get_binding(store) is None  # the capture view may have bound
             if unbound and _is_user(request, before.user_key):
-                tasks.bind_session(request.user, store)
+                plan = tasks.bind_session(request.user, store, device.device_of(request))
+                confirm_after_view(request, plan.attach)
     _refresh_expiry(store, response)
 
 
@@ -150,6 +242,12 @@ def _refresh_expiry(store: SessionBase, response: HttpResponseBase) -> None:
         session.record_binding(store, binding.user, expires_at)
 
 
+def _to_browser(request: HttpRequest, response: HttpResponseBase) -> None:
+    """The cookies: the device's, and the browser's share of an ending."""
+    device.set_device_cookie(request, response)
+    browser_logout.carry_to_next_page(request, response)
+
+
 _GetResponse = Callable[[HttpRequest], HttpResponseBase]
 _GetResponseAsync = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 
@@ -169,18 +267,18 @@ class GiosgMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.async_mode:
             return self.__acall__(request)
-        _remember_visitor(request)
         with request_budget():
+            _before_view(request)
             response = cast(_GetResponse, self.get_response)(request)
             _keep_binding(request, response)
-        browser_logout.carry_to_next_page(request, response)
+        _to_browser(request, response)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         """The same under ASGI: the session and the database are used from a thread."""
-        await sync_to_async(_remember_visitor)(request)
         with request_budget():  # a context variable: the thread's calls share the budget
+            await sync_to_async(_before_view)(request)
             response = await cast(_GetResponseAsync, self.get_response)(request)
             await sync_to_async(_keep_binding)(request, response)
-        browser_logout.carry_to_next_page(request, response)
+        _to_browser(request, response)
         return response

@@ -7,7 +7,8 @@ on every database, without row locks. At most one link per visitor id is live (`
 or ``attached``): a unique column that holds the visitor id only while the link is live
 (``live_visitor_id``, kept in step with the state by a check constraint) guarantees it even when
 two logins race, on every database (MySQL, MariaDB and Oracle ignore conditional unique
-constraints). No raw session key is stored.
+constraints). A link records the browser that made it (a digest of its device cookie, see
+:mod:`django_giosg.device`); no raw session key is stored.
 
 Links are read and written on the database the router writes them to (:func:`write_db`), never
 on a replica that may lag; a link read with ``db_manager()`` from a named database changes there.
@@ -116,6 +117,11 @@ class VisitorLinkQuerySet(models.QuerySet["VisitorLink"]):
         ordered: VisitorLinkQuerySet = links.order_by("next_attempt_at", "pk")
         return ordered
 
+    def of_device(self, device: str) -> VisitorLinkQuerySet:
+        """The links made from the browser whose device digest is ``device``."""
+        links: VisitorLinkQuerySet = self.filter(device=device)
+        return links
+
     def prunable(self, changed_before: datetime) -> VisitorLinkQuerySet:
         """``detached`` links last changed before ``changed_before``."""
         links: VisitorLinkQuerySet = self.filter(
@@ -193,6 +199,12 @@ class VisitorLink(models.Model):
     #: What went wrong last; never the token, a variable's value or a session key.
     last_error = models.TextField(blank=True)
     session_expires_at = models.DateTimeField(null=True, blank=True)
+    #: The digest of the browser's device cookie (:mod:`django_giosg.device`): only that browser
+    #: may take over the binding while its session lives. Empty for links made before 0003.
+    device = models.CharField(max_length=64, blank=True, default="")
+    #: Ended without the browser being there (its session expired): the chat window on that
+    #: device is still to be closed, on its next page.
+    close_in_browser = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -223,6 +235,7 @@ class VisitorLink(models.Model):
             models.Index(fields=["state", "session_expires_at"], name="django_giosg_expiry"),
             models.Index(fields=["state", "updated_at"], name="django_giosg_prune"),
             models.Index(fields=["visitor_id", "state"], name="django_giosg_visitor"),
+            models.Index(fields=["device", "state"], name="django_giosg_device"),
         ]
 
     def __str__(self) -> str:
@@ -242,6 +255,17 @@ class VisitorLink(models.Model):
         """``full_clean()`` checks the constraints: the column first goes with the state."""
         self.live_visitor_id = live_visitor_id(self.visitor_id, self.state)
 
+    def held_elsewhere(self, device: str, ended_by: datetime) -> bool:
+        """Whether this link holds its visitor for another browser than ``device`` whose session
+        has not ended by ``ended_by``: then no other user may take the visitor over. A link
+        with no device (made before migration 0003) counts as another browser's."""
+        if self.state not in LIVE_STATES:
+            return False
+        if self.device and self.device == device:
+            return False
+        expires = self.session_expires_at
+        return expires is None or expires > ended_by
+
     def wants(self, action: str) -> bool:
         """Whether ``action`` is still to be done: an attach only for a ``pending_attach`` link,
         a detach for any link not ``detached`` yet."""
@@ -253,20 +277,29 @@ class VisitorLink(models.Model):
     # -- it did; the instance follows a change that happened.
 
     def rebind(
-        self, browser_rooms: Sequence[str], stale_at: datetime, expires_at: datetime | None
+        self,
+        browser_rooms: Sequence[str],
+        stale_at: datetime,
+        expires_at: datetime | None,
+        device: str,
     ) -> bool:
-        """Live → ``pending_attach``: the same user bound again, to attach (again) in
-        ``browser_rooms``."""
+        """Live → ``pending_attach``: the same user bound again (from ``device``), to attach
+        (again) in ``browser_rooms``."""
         return self._change(
             LIVE_STATES,
             **_queued(State.PENDING_ATTACH, stale_at),
             browser_rooms=list(browser_rooms),
             session_expires_at=expires_at,
+            device=device,
         )
 
-    def follow_expiry(self, expires_at: datetime | None) -> bool:
-        """Live, and stays so: the session's expiry moved."""
-        return self._change(LIVE_STATES, session_expires_at=expires_at)
+    def follow_expiry(self, expires_at: datetime | None, device: str | None = None) -> bool:
+        """Live, and stays so: the session's expiry moved (and the same user bound it again
+        from ``device``, if given)."""
+        fields: dict[str, Any] = {"session_expires_at": expires_at}
+        if device is not None:
+            fields["device"] = device
+        return self._change(LIVE_STATES, **fields)
 
     def supersede(self, stale_at: datetime) -> bool:
         """Live → ``pending_detach``, with a fresh count of attempts: another user's binding of
@@ -330,8 +363,9 @@ class VisitorLink(models.Model):
         return action if changed else None
 
     def claim_expired(self, now: datetime, stale_at: datetime) -> bool:
-        """For one sweep only (see :meth:`_claim`): an expired link → ``pending_detach``."""
-        return self._claim(now, **_released(stale_at))
+        """For one sweep only (see :meth:`_claim`): an expired link → ``pending_detach``; its
+        browser closes the chat window on its next page."""
+        return self._claim(now, **_released(stale_at), close_in_browser=True)
 
     def claim_due(self, now: datetime, stale_at: datetime) -> bool:
         """For one sweep only (see :meth:`_claim`): a due link, due again at ``stale_at`` should

@@ -6,6 +6,9 @@ request (third-party auth code does this). ``logout()`` sends ``user_logged_out`
 flushes the session, so the session can still be read there; ``login()`` of another user flushes
 the session *before* ``user_logged_in``, so the visitor id is taken from what
 ``GiosgMiddleware`` saw when the request came in.
+
+A binding belongs to the browser that made it (:mod:`django_giosg.device`): a login binds from
+the request's browser, and a logout releases the user's links made in it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from . import browser_logout, middleware, session, tasks
+from . import browser_logout, device, middleware, session, tasks
 from .conf import get_settings
 
 logger = logging.getLogger(__name__)
@@ -24,11 +27,13 @@ logger = logging.getLogger(__name__)
 def on_user_logged_in(
     sender: object, request: HttpRequest | None = None, user: Any = None, **kwargs: Any
 ) -> None:
-    """Bind the session's visitor to the user and set the variables."""
+    """Bind the session's visitor to the user and set the variables. In a browser whose session
+    was bound to another user (a shared device), that user's binding ends first."""
     try:
         if request is None or user is None or not get_settings().enabled:
             return
         browser_logout.note_login(request)
+        middleware.keep_after_view(request)
         store = request.session
         visitor_id = session.get_visitor_id(store)
         if visitor_id is None:
@@ -37,16 +42,31 @@ def on_user_logged_in(
             if visitor_id is None:
                 return  # not captured yet: the capture endpoint attaches when it arrives
             session.set_visitor_id(store, visitor_id, rooms)
-        tasks.bind_session(user, store)
+        switched = _end_previous_user(request, visitor_id, session.user_key(user))
+        plan = tasks.bind_session(user, store, device.device_of(request))
+        middleware.confirm_after_view(request, plan.attach)
+        if switched or plan.switched:
+            browser_logout.note_close(request)  # the previous user's chats, in this browser
     except Exception:
         logger.exception("django-giosg could not attach the visitor at login")
+
+
+def _end_previous_user(request: HttpRequest, visitor_id: str, user_key: str) -> bool:
+    """Release the binding this browser's session held for another user; whether it had one."""
+    before = middleware.binding_before_view(request)
+    previous, _rooms = middleware.visitor_before_view(request)
+    if before is None or before.user == user_key or previous is None:
+        return False
+    tasks.release_visitor(previous, before.user)
+    return True
 
 
 def on_user_logged_out(
     sender: object, request: HttpRequest | None = None, user: Any = None, **kwargs: Any
 ) -> None:
-    """End the visitor's chats and remove its variables: in giosg now, in the browser on the
-    next page."""
+    """End the chats and remove the variables of what this session bound: in giosg now, in the
+    browser on the next page. A logout without a user (an anonymous session) releases only the
+    binding its own session recorded."""
     try:
         settings = get_settings()
         if request is None or not settings.enabled:
@@ -55,9 +75,15 @@ def on_user_logged_out(
         browser_rooms = session.get_browser_rooms(store)
         rooms = list(dict.fromkeys([*settings.room_ids, *browser_rooms]))
         browser_logout.note_logout(request, rooms)
+        binding = session.get_binding(store)
+        owner = user.pk if user is not None else (binding.user if binding else None)
         visitor_id = session.get_visitor_id(store)
-        if visitor_id is not None:
-            tasks.release_visitor(visitor_id, user.pk if user is not None else None)
+        if visitor_id is not None and owner is not None:
+            tasks.release_visitor(visitor_id, owner)
+        browser = device.known_device(request)
+        if user is not None and browser is not None:
+            tasks.release_device(user.pk, browser)
+            middleware.release_after_view(request, user.pk, browser)  # after the flush, again
     except Exception:
         logger.exception("django-giosg could not detach the visitor at logout")
 

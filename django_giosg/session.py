@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
 
+from django.contrib.sessions.backends import signed_cookies
 from django.contrib.sessions.backends.base import SessionBase
 
 from .conf import get_settings
@@ -114,6 +115,36 @@ def record_capture(session: Session, visitor_id: str, now: float) -> None:
         return  # counted already; the window starts at the id's first capture
     recent[visitor_id] = now
     session[CAPTURES_SESSION_KEY] = recent
+
+
+# The keys django-giosg keeps in a session.
+_OUR_KEYS = (SESSION_KEY, ROOMS_SESSION_KEY, CAPTURES_SESSION_KEY, BINDING_SESSION_KEY)
+
+
+def snapshot(session: Session) -> dict[str, Any]:
+    """django-giosg's part of ``session``, to :func:`restore` if a change must be undone."""
+    return {key: session[key] for key in _OUR_KEYS if key in session}
+
+
+def restore(session: Session, saved: Mapping[str, Any]) -> None:
+    """Put django-giosg's part of ``session`` back as :func:`snapshot` saw it (writing only
+    what differs, so that an unchanged session is not saved)."""
+    for key in _OUR_KEYS:
+        if key in saved and session.get(key) != saved[key]:
+            session[key] = saved[key]
+        elif key not in saved and key in session:
+            del session[key]
+
+
+def still_stored(store: SessionBase) -> bool | None:
+    """Whether ``store``'s session is still in the session store (a logout in another request
+    deletes it), or ``None`` when that cannot be asked: a session new in this request (``login()``
+    of another user flushed the old one) is not stored yet, and ``signed_cookies`` keeps the
+    session in the browser only."""
+    key = store.session_key
+    if key is None or isinstance(store, signed_cookies.SessionStore):
+        return None
+    return store.exists(key)
 
 
 # -- the session's binding ------------------------------------------------------------------------

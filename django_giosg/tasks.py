@@ -120,35 +120,43 @@ def bind_visitor(
     user: Any,
     visitor_id: str,
     *,
+    device: str = "",
     browser_rooms: Sequence[str] = (),
     session_expires_at: datetime | None = None,
-) -> None:
-    """Bind ``visitor_id`` to ``user`` and attach it once the transaction commits; an older
-    binding of the visitor (another user's) is detached first."""
+) -> links.BindPlan:
+    """Bind ``visitor_id`` to ``user`` from the browser ``device`` and attach it once the
+    transaction commits; an older binding of the visitor is detached first, or, when it is
+    another browser's live binding, nothing is bound (see :func:`links.bind
+    <django_giosg.services.links.bind>`)."""
     settings = get_settings()
     if not settings.enabled:
-        return
+        return links.BindPlan()
     plan = links.bind(
         user,
         visitor_id,
         settings,
+        device=device,
         browser_rooms=browser_rooms,
         session_expires_at=session_expires_at,
     )
     _enqueue_on_commit(detach_task, plan.detach)
     _enqueue_on_commit(attach_task, [plan.attach] if plan.attach is not None else [])
+    return plan
 
 
-def bind_session(user: Any, store: SessionBase) -> None:
-    """Bind the visitor of ``store`` (a session holding one) to ``user``, noting the binding and
-    the session's expiry in the session (see :class:`~django_giosg.session.SessionBinding`)."""
+def bind_session(user: Any, store: SessionBase, device: str) -> links.BindPlan:
+    """Bind the visitor of ``store`` (a session holding one) to ``user``, from the browser
+    ``device``, noting the binding and the session's expiry in the session (see
+    :class:`~django_giosg.session.SessionBinding`); noted also when the visitor was refused, so
+    that the middleware does not ask again on every request."""
     visitor_id = session.get_visitor_id(store)
     if visitor_id is None or not get_settings().enabled:
-        return  # nothing to bind, or nothing to tell giosg
+        return links.BindPlan()  # nothing to bind, or nothing to tell giosg
     expires_at = session.record_binding(store, session.user_key(user))
-    bind_visitor(
+    return bind_visitor(
         user,
         visitor_id,
+        device=device,
         browser_rooms=session.get_browser_rooms(store),
         session_expires_at=expires_at,
     )
@@ -161,12 +169,27 @@ def follow_session_expiry(visitor_id: str, user_key: str, expires_at: datetime) 
         links.record_session_expiry(visitor_id, user_key, expires_at)
 
 
-def release_visitor(visitor_id: str, user_id: object = None) -> None:
-    """The session of ``visitor_id`` ended: release its links (of ``user_id``, if given) and
-    detach them."""
+def release_visitor(visitor_id: str, user_id: object) -> None:
+    """A session of ``user_id`` with ``visitor_id`` ended: release that user's links of the
+    visitor and detach them."""
     settings = get_settings()
     if settings.enabled:
         _enqueue_on_commit(detach_task, links.release_visitor(visitor_id, user_id, settings))
+
+
+def release_device(user_id: object, device: str) -> None:
+    """``user_id`` logged out in the browser ``device``: release their links made there and
+    detach them."""
+    settings = get_settings()
+    if settings.enabled:
+        _enqueue_on_commit(detach_task, links.release_device(user_id, device, settings))
+
+
+def take_browser_closes(device: str) -> bool:
+    """Whether the browser ``device`` is to close the chat window of a binding that ended while
+    it was away (see :func:`links.take_browser_closes
+    <django_giosg.services.links.take_browser_closes>`)."""
+    return get_settings().enabled and links.take_browser_closes(device)
 
 
 def release_user(user_id: object) -> None:

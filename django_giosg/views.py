@@ -1,7 +1,9 @@
 """The capture endpoint: the browser reports the giosg visitor id, the session keeps it.
 
 Checks run in a fixed order (method 405, CSRF 403, size 413, parsing and validation 400, rate
-429), and a rejected request changes nothing: the session is untouched and giosg is not called.
+429, then 409 for a logged-in user's capture of a visitor id that another browser's live session
+holds), and a rejected request changes nothing: the session is untouched and giosg is not
+called.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
-from . import session, tasks
+from . import browser_logout, device, middleware, session, tasks
 from .conf import GiosgSettings, get_settings
 from .errors import GiosgError
 
@@ -76,23 +78,38 @@ def _capture(request: HttpRequest) -> HttpResponse:
             )
     except _Rejected as rejected:
         return _rejection(rejected)
-    previous = session.get_visitor_id(request.session)
-    if session.set_visitor_id(request.session, visitor_id, _owned_rooms(rooms, settings)):
-        session.record_capture(request.session, visitor_id, now)
-        if settings.enabled and request.user.is_authenticated:
-            _bind(request, previous, visitor_id)
+    store = request.session
+    previous = session.get_visitor_id(store)
+    saved = session.snapshot(store)
+    if session.set_visitor_id(store, visitor_id, _owned_rooms(rooms, settings)):
+        session.record_capture(store, visitor_id, now)
+        bound = not (settings.enabled and request.user.is_authenticated) or _bind(
+            request, previous, visitor_id
+        )
+        if not bound:
+            session.restore(store, saved)
+            return _rejection(
+                _Rejected(409, "this visitor id is bound to another browser's session")
+            )
     return HttpResponse(status=204)
 
 
-def _bind(request: HttpRequest, previous: str | None, visitor_id: str) -> None:
-    """A logged-in user's capture: a changed id detaches the old one; the id (new, or with new
-    rooms) is attached. Never fails the capture."""
+def _bind(request: HttpRequest, previous: str | None, visitor_id: str) -> bool:
+    """A logged-in user's capture: the id (new, or with new rooms) is attached, and a changed id
+    detaches the old one. ``False`` when the id is another browser's live binding: then nothing
+    changed. An error is logged, never fails the capture."""
     try:
+        plan = tasks.bind_session(request.user, request.session, device.device_of(request))
+        if plan.refused:
+            return False
+        middleware.confirm_after_view(request, plan.attach)
+        if plan.switched:
+            browser_logout.note_close(request)
         if previous is not None and previous != visitor_id:
             tasks.release_visitor(previous, request.user.pk)
-        tasks.bind_session(request.user, request.session)
     except Exception:
         logger.exception("django-giosg could not attach the captured visitor")
+    return True
 
 
 def _parse(request: HttpRequest, max_body: int) -> tuple[str, list[str]]:

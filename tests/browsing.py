@@ -3,17 +3,19 @@ links in a given state, and a run of ``giosg_sweep``."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 from io import StringIO
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
+from django.core import signing
 from django.core.management import call_command
 from django.http import HttpResponse
 from django.test import Client
 
-from django_giosg import tasks
+from django_giosg import device, tasks
 from django_giosg.conf import get_settings
 from django_giosg.models import State, VisitorLink, write_db
 from django_giosg.services import links
@@ -61,6 +63,15 @@ class Browser:
 
     def visitor_id(self) -> object:
         return self.http.session.get(SESSION_KEY)
+
+
+def same_device(*browsers: Browser) -> str:
+    """Give ``browsers`` one device cookie, as tabs of one browser share it; returns its digest."""
+    token = secrets.token_hex(16)
+    signer = signing.get_cookie_signer(salt=device.DEVICE_COOKIE + device.DEVICE_SALT)
+    for browser in browsers:
+        browser.http.cookies[device.DEVICE_COOKIE] = signer.sign(token)
+    return device.digest(token)
 
 
 def expected(sim: GiosgSimulator, user: AbstractUser, name: str) -> dict[str, dict[str, str]]:

@@ -16,7 +16,7 @@ from django.http import HttpResponse
 from django.test import Client, RequestFactory, override_settings
 
 from django_giosg import browser_logout
-from django_giosg.browser_logout import LOGOUT_COOKIE, LOGOUT_COOKIE_AGE, LOGOUT_SALT
+from django_giosg.browser_logout import LOGOUT_COOKIE, LOGOUT_COOKIE_AGE, LOGOUT_SALT, Cleanup
 from django_giosg.session import ROOMS_SESSION_KEY, SESSION_KEY
 
 from .conftest import VISITOR
@@ -26,7 +26,10 @@ pytestmark = pytest.mark.django_db
 
 BROWSER_ROOM = "0f3ba9f2-56e1-11e5-9c5e-6c4008c08dfe"
 LOGOUT_SCRIPT = re.compile(
-    r'<script src="/static/django_giosg/logout\.js" defer data-rooms="([^"]*)">'
+    r'<script src="/static/django_giosg/logout\.js" defer data-mode="logout" data-rooms="([^"]*)">'
+)
+CLOSE_SCRIPT = (
+    '<script src="/static/django_giosg/logout.js" defer data-mode="close" data-rooms="">'
 )
 
 
@@ -129,6 +132,9 @@ def test_nothing_happens_while_disabled(browser: Client) -> None:
         "garbage",
         signing.dumps([ROOM_ID], salt="another.salt"),
         signing.dumps({"rooms": [ROOM_ID]}, salt=LOGOUT_SALT),
+        signing.dumps({"rooms": [ROOM_ID], "remove": "yes"}, salt=LOGOUT_SALT),
+        signing.dumps({"rooms": "r", "remove": True}, salt=LOGOUT_SALT),
+        signing.dumps("rooms", salt=LOGOUT_SALT),
         signing.dumps([ROOM_ID, 7], salt=LOGOUT_SALT),
     ],
 )
@@ -174,7 +180,7 @@ def test_a_signal_without_a_request_or_user_is_ignored(caplog: pytest.LogCapture
 def test_a_request_without_a_session_still_gets_the_configured_rooms() -> None:
     request = RequestFactory().get("/")
     user_logged_out.send(sender=None, request=request, user=None)
-    assert browser_logout.pending_logout_rooms(request) == [ROOM_ID]
+    assert browser_logout.pending_cleanup(request) == Cleanup((ROOM_ID,), remove=True)
 
 
 def test_a_broken_configuration_never_breaks_the_logout(
@@ -190,9 +196,39 @@ def test_a_broken_configuration_never_breaks_the_logout(
     assert "anonymous" in browser.get("/").content.decode()
 
 
-def test_a_login_in_the_request_hides_an_earlier_logouts_cleanup() -> None:
+def test_a_login_in_the_request_turns_an_earlier_logouts_cleanup_into_close_only() -> None:
+    """Removing the variables would remove the new user's, set in the same request."""
     request = RequestFactory().get("/")
     browser_logout.note_logout(request, ["room"])
-    assert browser_logout.pending_logout_rooms(request) == ["room"]
+    assert browser_logout.pending_cleanup(request) == Cleanup(("room",), remove=True)
     browser_logout.note_login(request)
-    assert browser_logout.pending_logout_rooms(request) is None
+    assert browser_logout.pending_cleanup(request) == Cleanup((), remove=False)
+
+
+def test_a_close_never_weakens_a_logout_noted_in_the_same_request() -> None:
+    request = RequestFactory().get("/")
+    browser_logout.note_close(request)
+    assert browser_logout.pending_cleanup(request) == Cleanup()
+    browser_logout.note_logout(request, ["room"])
+    browser_logout.note_close(request)
+    assert browser_logout.pending_cleanup(request) == Cleanup(("room",), remove=True)
+
+
+def test_a_login_rewrites_a_pending_logout_cookie_as_close_only(browser: Client) -> None:
+    log_out(browser)
+    response = browser.post("/accounts/login/", {"username": "ada", "password": "pw-ada-1815"})
+    assert response.status_code == 302
+    assert signing.loads(response.cookies[LOGOUT_COOKIE].value, salt=LOGOUT_SALT) == {
+        "rooms": [],
+        "remove": False,
+    }
+    page = browser.get("/").content.decode()
+    assert CLOSE_SCRIPT in page
+    assert logout_rooms(page.encode()) == []
+    assert CLOSE_SCRIPT not in browser.get("/").content.decode()
+
+
+def test_a_cookie_from_before_close_only_cleanups_still_renders_a_logout() -> None:
+    browser = Client()
+    browser.cookies[LOGOUT_COOKIE] = signing.dumps([ROOM_ID], salt=LOGOUT_SALT)
+    assert logout_rooms(browser.get("/").content) == [[ROOM_ID]]

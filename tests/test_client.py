@@ -34,6 +34,11 @@ CHAT_URL = f"{ORG_URL}/owned_chats/{CHAT}"
 ME_URL = f"{BASE}/api/v5/users/me"
 
 
+def shown(url: str) -> str:
+    """How errors and logs show a URL: its path, with the visitor id shortened."""
+    return url.removeprefix(BASE).replace(f"/visitors/{VISITOR}/", f"/visitors/{VISITOR[:6]}…/")
+
+
 def page(results: list[dict[str, Any]], next_url: str | None = None) -> dict[str, Any]:
     return {"next": next_url, "previous": None, "results": results}
 
@@ -175,7 +180,7 @@ def test_documented_error_statuses_raise_typed_errors_without_retrying(
 
     error = caught.value
     assert type(error) is ERROR_CLASS[status]
-    assert (error.method, error.path, error.status) == (method, url.removeprefix(BASE), status)
+    assert (error.method, error.path, error.status) == (method, shown(url), status)
     assert str(status) in str(error)
     assert len(mocked.calls) == 1
     assert clock.sleeps == []
@@ -199,7 +204,7 @@ def test_error_bodies_of_any_kind_are_kept_as_an_excerpt(
     assert caught.value.body == body
     assert excerpt in caught.value.body
     assert str(caught.value) == (
-        f"giosg answered 400 Bad Request (POST {VARIABLES_URL.removeprefix(BASE)}, HTTP 400)"
+        f"giosg answered 400 Bad Request (POST {shown(VARIABLES_URL)}, HTTP 400)"
     )
 
 
@@ -495,7 +500,7 @@ def test_retries_are_logged_as_warnings(
     [record] = caplog.records
     assert record.name == "django_giosg.client"
     assert record.getMessage() == (
-        f"giosg POST {VARIABLES_URL.removeprefix(BASE)} failed (HTTP 503); retry 1 of 3 in 0.50 s"
+        f"giosg POST {shown(VARIABLES_URL)} failed (HTTP 503); retry 1 of 3 in 0.50 s"
     )
 
 

@@ -1,4 +1,5 @@
-"""The app's migrations: none missing, and 0002 gives the live links their unique column."""
+"""The app's migrations: none missing, 0002 gives the live links their unique column, 0003 a
+device (none for the links made before it)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from django_giosg.testing import GiosgSimulator
 from .browsing import VISITOR, make_user, sweep
 
 BEFORE = [("django_giosg", "0001_initial")]
-AFTER = [("django_giosg", "0002_live_visitor_id")]
+AFTER = [("django_giosg", "0003_device")]  # 0002, and the latest
 
 
 @pytest.mark.django_db
@@ -56,6 +57,8 @@ def test_live_links_get_the_unique_column_and_the_migration_reverses() -> None:
             State.DETACHED: None,
             State.FAILED: None,
         }
+        made_before = VisitorLink.objects.values_list("device", "close_in_browser").distinct()
+        assert list(made_before) == [("", False)]
         with pytest.raises(IntegrityError), transaction.atomic(using=write_db(VisitorLink)):
             VisitorLink.objects.create(visitor_id="a" * 32)
         migrate(BEFORE)  # and back: the partial constraint again

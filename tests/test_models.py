@@ -26,14 +26,19 @@ Transition = Callable[[VisitorLink], object]
 
 TRANSITIONS: dict[str, tuple[Transition, set[str], dict[str, Any]]] = {
     "rebind": (
-        lambda link: link.rebind(["r2"], LATER, LATER),
+        lambda link: link.rebind(["r2"], LATER, LATER, "d" * 64),
         {State.PENDING_ATTACH, State.ATTACHED},
-        {"state": State.PENDING_ATTACH, "browser_rooms": ["r2"], "next_attempt_at": LATER},
+        {
+            "state": State.PENDING_ATTACH,
+            "browser_rooms": ["r2"],
+            "next_attempt_at": LATER,
+            "device": "d" * 64,
+        },
     ),
     "follow_expiry": (
-        lambda link: link.follow_expiry(LATER),
+        lambda link: link.follow_expiry(LATER, "d" * 64),
         {State.PENDING_ATTACH, State.ATTACHED},
-        {"session_expires_at": LATER, "attempts": 2},
+        {"session_expires_at": LATER, "attempts": 2, "device": "d" * 64},
     ),
     "supersede": (
         lambda link: link.supersede(LATER),
@@ -109,7 +114,12 @@ TRANSITIONS: dict[str, tuple[Transition, set[str], dict[str, Any]]] = {
     "claim_expired": (
         lambda link: link.claim_expired(NOW, LATER),
         set(ALL),
-        {"state": State.PENDING_DETACH, "attempts": 0, "next_attempt_at": LATER},
+        {
+            "state": State.PENDING_DETACH,
+            "attempts": 0,
+            "next_attempt_at": LATER,
+            "close_in_browser": True,
+        },
     ),
     "claim_due": (
         lambda link: link.claim_due(NOW, LATER),
@@ -348,3 +358,22 @@ def test_a_link_passes_full_clean_in_every_state() -> None:
     column: ``clean()`` fills it first."""
     for state in State.values:
         VisitorLink(visitor_id="e" * 32, state=state).full_clean()
+
+
+@pytest.mark.parametrize(
+    ("state", "device", "expires", "held"),
+    [
+        (State.ATTACHED, "b" * 64, LATER, True),  # another browser, its session lives
+        (State.PENDING_ATTACH, "", LATER, True),  # made before 0003: another browser's
+        (State.ATTACHED, "b" * 64, None, True),  # no recorded expiry: it lives
+        (State.ATTACHED, "a" * 64, LATER, False),  # this browser: a user switch
+        (State.ATTACHED, "b" * 64, NOW, False),  # its session ended by then
+        (State.PENDING_DETACH, "b" * 64, LATER, False),  # not live
+        (State.FAILED, "b" * 64, LATER, False),
+    ],
+)
+def test_a_live_binding_is_held_for_its_own_browser_until_its_session_ends(
+    state: str, device: str, expires: datetime | None, held: bool
+) -> None:
+    link = link_in(state, device=device, session_expires_at=expires)
+    assert link.held_elsewhere("a" * 64, ended_by=NOW) is held

@@ -13,7 +13,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client, RequestFactory
 
-from django_giosg import receivers, tasks
+from django_giosg import receivers, session, tasks
 from django_giosg.models import State, VisitorLink, write_db
 from django_giosg.session import SESSION_KEY
 
@@ -46,16 +46,33 @@ def test_signals_without_a_request_or_user_do_nothing(
     assert not VisitorLink.objects.exists()
 
 
-def test_a_logout_without_a_user_detaches_the_sessions_visitor(
+def test_a_logout_without_a_user_detaches_what_its_own_session_bound(
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
+    """A session that lost its user (``user_logged_out(user=None)``) still ends its binding."""
     user = get_user_model().objects.create_user("ann")
     link = VisitorLink.objects.create(visitor_id=VISITOR, user=user, state=State.ATTACHED)
+    request = request_with_visitor()
+    session.record_binding(request.session, str(user.pk))
     with django_capture_on_commit_callbacks(using=write_db(VisitorLink)) as callbacks:
-        user_logged_out.send(type(user), request=request_with_visitor(), user=None)
+        user_logged_out.send(type(user), request=request, user=None)
     assert len(callbacks) == 1
     link.refresh_from_db()
     assert link.state == State.PENDING_DETACH
+
+
+def test_an_anonymous_logout_releases_nobody_elses_binding(
+    django_capture_on_commit_callbacks: Capture,
+) -> None:
+    """Finding 1 of the security review: capture a victim's visitor id anonymously, then POST
+    the logout view; Django sends ``user_logged_out(user=None)``."""
+    victim = get_user_model().objects.create_user("ann")
+    link = VisitorLink.objects.create(visitor_id=VISITOR, user=victim, state=State.ATTACHED)
+    with django_capture_on_commit_callbacks(using=write_db(VisitorLink)) as callbacks:
+        user_logged_out.send(type(victim), request=request_with_visitor(), user=None)
+    assert callbacks == []
+    link.refresh_from_db()
+    assert link.state == State.ATTACHED
 
 
 def test_a_login_without_a_visitor_id_waits_for_the_capture(

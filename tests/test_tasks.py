@@ -81,9 +81,11 @@ def test_entry_helpers_do_nothing_while_disabled(settings: Any) -> None:
     settings.GIOSG = {**settings.GIOSG, "ENABLED": False}
     store = SessionStore()
     session.set_visitor_id(store, VISITOR)
-    tasks.bind_session(ann, store)
+    tasks.bind_session(ann, store, "d" * 64)
     tasks.follow_session_expiry(VISITOR, str(ann.pk), timezone.now())
-    tasks.release_visitor(VISITOR)
+    tasks.release_visitor(VISITOR, ann.pk)
+    tasks.release_device(ann.pk, "d" * 64)
+    assert not tasks.take_browser_closes("d" * 64)
     assert session.get_binding(store) is None
     link.refresh_from_db()
     assert (link.state, link.session_expires_at) == (State.ATTACHED, None)

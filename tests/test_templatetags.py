@@ -251,7 +251,19 @@ def test_logout_lists_the_rooms_of_the_logout(request_: HttpRequest) -> None:
     assert script == {
         "src": "/static/django_giosg/logout.js",
         "defer": None,
+        "data-mode": "logout",
         "data-rooms": f"{ROOM_ID} 0f3ba9f2-56e1-11e5-9c5e-6c4008c08dfe",
+    }
+
+
+def test_logout_after_a_binding_ended_without_a_logout_closes_only(request_: HttpRequest) -> None:
+    browser_logout.note_close(request_)
+    [script] = scripts_of(render("giosg_logout", request_))
+    assert script == {
+        "src": "/static/django_giosg/logout.js",
+        "defer": None,
+        "data-mode": "close",
+        "data-rooms": "",
     }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import clock
 from ..conf import GiosgSettings
+from ..logs import short_id
 from ..models import Action, VisitorLink
 from ..signals import visitor_failed
 from .results import Outcome, Result
@@ -44,7 +45,7 @@ def record_failure(
             logger.error(
                 "django-giosg gave up on the %s of visitor %s after %d attempts: %s",
                 action,
-                link.visitor_id,
+                short_id(link.visitor_id),
                 attempts,
                 error,
             )
@@ -56,7 +57,7 @@ def record_failure(
         logger.warning(
             "django-giosg could not %s visitor %s (attempt %d of %d), retried in %.0f s: %s",
             action,
-            link.visitor_id,
+            short_id(link.visitor_id),
             attempts,
             settings.sweep_max_attempts,
             delay,

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 
 from .. import clock
 from ..conf import GiosgSettings
+from ..logs import short_id
 from ..models import State, VisitorLink, VisitorLinkQuerySet, write_db
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,10 @@ class BindPlan:
 
     attach: int | None = None
     detach: list[int] = field(default_factory=list)
+    #: Nothing was bound: the visitor is another browser's binding, and its session lives.
+    refused: bool = False
+    #: A binding of another user made from the same browser was superseded (a user switch).
+    switched: bool = False
 
 
 def stale_after(settings: GiosgSettings, now: datetime | None = None) -> datetime:
@@ -42,20 +47,33 @@ def stale_after(settings: GiosgSettings, now: datetime | None = None) -> datetim
     return start + timedelta(seconds=settings.pending_stale_after)
 
 
+def ended_by(settings: GiosgSettings) -> datetime:
+    """A live link whose recorded session expiry is before this has an ended session (what the
+    sweep takes for expired)."""
+    return clock.now() - timedelta(seconds=settings.expiry_grace)
+
+
 def bind(
     user: Any,
     visitor_id: str,
     settings: GiosgSettings,
     *,
+    device: str = "",
     browser_rooms: Sequence[str] = (),
     session_expires_at: datetime | None = None,
 ) -> BindPlan:
-    """Bind ``visitor_id`` to ``user``: a new ``pending_attach`` link, or the user's live link
-    with the new browser rooms. A live link of another user is superseded (one visitor, one
-    user): it becomes ``pending_detach`` and is returned to be detached first.
+    """Bind ``visitor_id`` to ``user`` from the browser ``device``: a new ``pending_attach``
+    link, or the user's live link with the new browser rooms.
+
+    A live link of another user is superseded (it becomes ``pending_detach`` and is returned to
+    be detached first) only when it was made from the same browser (a user switch) or its
+    session has ended (see :meth:`VisitorLink.held_elsewhere
+    <django_giosg.models.VisitorLink.held_elsewhere>`). Otherwise nothing changes and the plan
+    says ``refused``: a visitor id is no secret, and knowing one must not let anybody end
+    another person's chats or put their own name on them.
 
     Two concurrent binds of one visitor cannot both create a live link (the unique
-    ``live_visitor_id``); the loser reads the winner's link and supersedes it in turn.
+    ``live_visitor_id``); the loser reads the winner's link and applies the same rule to it.
     """
     plan = BindPlan()
     rooms = list(dict.fromkeys(browser_rooms)) if settings.use_browser_rooms else []
@@ -64,39 +82,73 @@ def bind(
         if live is not None and live.user_id == user.pk:
             merged = list(dict.fromkeys([*live.browser_rooms, *rooms]))
             if live.state == State.ATTACHED and merged == live.browser_rooms:
-                live.follow_expiry(session_expires_at)
+                live.follow_expiry(session_expires_at, device)
                 return plan  # bound already, and nothing new to set
-            if live.rebind(merged, stale_after(settings), session_expires_at):
+            if live.rebind(merged, stale_after(settings), session_expires_at, device):
                 plan.attach = live.pk
                 return plan
             continue  # it changed meanwhile: look again
-        if live is not None and live.supersede(stale_after(settings)):
-            plan.detach.append(live.pk)
+        if live is not None:
+            if live.held_elsewhere(device, ended_by(settings)):
+                logger.warning(
+                    "django-giosg bound nothing: another browser's live session holds visitor %s",
+                    short_id(visitor_id),
+                )
+                plan.refused = True
+                return plan
+            if live.supersede(stale_after(settings)):
+                plan.detach.append(live.pk)
+                plan.switched = plan.switched or live.device == device
         try:
             with transaction.atomic(using=write_db(VisitorLink)):
                 link = VisitorLink.objects.create(
                     visitor_id=visitor_id,
                     user=user,
+                    device=device,
                     browser_rooms=rooms,
                     next_attempt_at=stale_after(settings),
                     session_expires_at=session_expires_at,
                 )
         except IntegrityError:
-            continue  # another login created the live link first: supersede it
+            continue  # another login created the live link first: decide on that one
         plan.attach = link.pk
         return plan
     logger.error(
-        "Could not bind visitor %s: %d concurrent logins in a row won", visitor_id, BIND_TRIES
+        "Could not bind visitor %s: %d concurrent logins in a row won",
+        short_id(visitor_id),
+        BIND_TRIES,
     )
     return plan
 
 
 def release_visitor(visitor_id: str, user_id: Any, settings: GiosgSettings) -> list[int]:
-    """The session ended (logout): the visitor's links of ``user_id`` (any user's if ``None``)."""
-    links: VisitorLinkQuerySet = VisitorLink.objects.filter(visitor_id=visitor_id)
-    if user_id is not None:
-        links = links.filter(user_id=user_id)
+    """A session of ``user_id`` with ``visitor_id`` ended (logout, lost user, a user switch):
+    the visitor's links of that user, and no one else's."""
+    links: VisitorLinkQuerySet = VisitorLink.objects.filter(visitor_id=visitor_id, user_id=user_id)
     return links.release(stale_after(settings))
+
+
+def release_device(user_id: Any, device: str, settings: GiosgSettings) -> list[int]:
+    """``user_id`` logged out in the browser ``device``: every link of theirs made there, whatever
+    visitor id the session held (a capture or login racing the logout may have bound another)."""
+    links: VisitorLinkQuerySet = VisitorLink.objects.of_device(device).filter(user_id=user_id)
+    return links.release(stale_after(settings))
+
+
+def take_browser_closes(device: str) -> bool:
+    """Whether links of the browser ``device`` ended while it was away (an expired session): the
+    browser is to close the chat window now. Each is handed out once."""
+    ids = list(
+        VisitorLink.objects.of_device(device)
+        .filter(close_in_browser=True)
+        .values_list("pk", flat=True)
+    )
+    if not ids:
+        return False
+    taken: int = VisitorLink.objects.filter(pk__in=ids, close_in_browser=True).update(
+        close_in_browser=False
+    )
+    return taken > 0
 
 
 def release_user(user_id: Any, settings: GiosgSettings) -> list[int]:

@@ -18,6 +18,7 @@ from .. import clock
 from ..client import GiosgClient
 from ..conf import GiosgSettings
 from ..limits import DEFAULT_LIMITS, CallLimits
+from ..logs import short_id
 from ..models import Action, VisitorLink, VisitorLinkQuerySet, write_db
 from . import workflows
 from .leases import prune_leases
@@ -160,7 +161,7 @@ def sweep(
         report.expired += 1
         logger.info(
             "django-giosg: the session of visitor %s ended at %s; detaching it",
-            link.visitor_id,
+            short_id(link.visitor_id),
             link.session_expires_at,
         )
         _sweep_one(report, link, workflows.detach, client, settings, limits)

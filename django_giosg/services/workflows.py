@@ -25,6 +25,7 @@ from ..errors import (
     GiosgRateLimited,
 )
 from ..limits import DEFAULT_LIMITS, CallLimits
+from ..logs import short_id
 from ..models import LIVE_STATES, Action, State, VisitorLink, write_db
 from ..signals import visitor_attached, visitor_detached
 from .failures import fail, record_failure, summary
@@ -257,7 +258,7 @@ class _DetachRun:
                         "Chat %s of visitor %s is in room %s of another organization; "
                         "left to its owner",
                         chat.id,
-                        self.visitor_id,
+                        short_id(self.visitor_id),
                         room.id,
                     )
                     self.collector.skipped(f"chat {chat.id}: room of another organization")

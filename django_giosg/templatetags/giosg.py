@@ -132,13 +132,15 @@ def giosg_capture(context: template.Context) -> SafeString:
 
 @register.simple_tag(takes_context=True)
 def giosg_logout(context: template.Context) -> SafeString:
-    """After a logout, once: the script that closes the chats and removes the variables."""
+    """After a binding ended, once: the script that closes the chats and clears the widget's
+    history, and after a logout also removes the variables (see
+    :mod:`django_giosg.browser_logout`)."""
     request = _active_request(context, "giosg_logout")
     if request is None:
         return NOTHING
-    rooms = browser_logout.pending_logout_rooms(request)
-    if rooms is None:
+    cleanup = browser_logout.pending_cleanup(request)
+    if cleanup is None:
         return NOTHING
     browser_logout.mark_logout_rendered(request)
-    data = {"rooms": " ".join(rooms)}
+    data = {"mode": "logout" if cleanup.remove else "close", "rooms": " ".join(cleanup.rooms)}
     return _script(context, static("django_giosg/logout.js"), data, loading="defer")

@@ -133,7 +133,7 @@ def test_logout_closes_the_chats_and_removes_the_variables_in_the_browser(
     browser.wait_until(lambda: room not in giosg.variables(VISITOR))
     commands = page.evaluate("() => JSON.stringify(window.giosgSimulator.calls)")
     assert commands == (
-        '[["chat","close",{"all":true,"hide":true}],'
+        '[["chat","close",{"all":true,"hide":true,"clearHistory":true}],'
         f'["visitor","removeAll",[{{"id":"{room}"}}]]]'
     )
 

@@ -3,29 +3,83 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from django_giosg.models import State, VisitorLink, VisitorLinkQuerySet, write_db
 from django_giosg.services import links
 
+from ..browsing import HOUR
 from ..conftest import VISITOR
 from .conftest import ROOM_2, SHARED, link_for, two_rooms
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")]
 
 
-def test_bind_supersedes_another_users_live_link(user: AbstractUser) -> None:
+KIOSK, PHONE = "a" * 64, "b" * 64  # device digests: two browsers
+
+
+def test_a_user_switch_in_the_same_browser_supersedes_the_live_link(user: AbstractUser) -> None:
     bob = get_user_model().objects.create_user("bob")
-    first = links.bind(user, VISITOR, two_rooms())
-    second = links.bind(bob, VISITOR, two_rooms())
+    first = links.bind(user, VISITOR, two_rooms(), device=KIOSK)
+    second = links.bind(bob, VISITOR, two_rooms(), device=KIOSK)
     assert first.attach is not None
     assert second.detach == [first.attach]
+    assert second.switched
     states = dict(VisitorLink.objects.values_list("pk", "state"))
     assert states == {first.attach: State.PENDING_DETACH, second.attach: State.PENDING_ATTACH}
+    assert VisitorLink.objects.get(pk=second.attach).device == KIOSK
+
+
+def test_another_browser_cannot_take_over_a_live_binding(
+    user: AbstractUser, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Finding 1 of the security review: knowing a visitor id is not enough."""
+    bob = get_user_model().objects.create_user("bob")
+    first = links.bind(user, VISITOR, two_rooms(), device=KIOSK, session_expires_at=_in(HOUR))
+    with caplog.at_level(logging.WARNING, "django_giosg"):
+        second = links.bind(bob, VISITOR, two_rooms(), device=PHONE)
+    assert second == links.BindPlan(refused=True)
+    link = VisitorLink.objects.get()
+    assert (link.pk, link.state, link.user) == (first.attach, State.PENDING_ATTACH, user)
+    assert VISITOR not in caplog.text  # shortened in logs
+    assert f"visitor {VISITOR[:6]}…" in caplog.text
+
+
+@pytest.mark.parametrize("device", ["", PHONE], ids=["a link made before 0003", "another device"])
+def test_another_browser_takes_over_once_the_old_session_has_ended(
+    user: AbstractUser, device: str
+) -> None:
+    bob = get_user_model().objects.create_user("bob")
+    settings = two_rooms()
+    grace = timedelta(seconds=settings.expiry_grace)
+    old = link_for(user, state=State.ATTACHED, device=device, session_expires_at=_in(-grace))
+    plan = links.bind(bob, VISITOR, settings, device=KIOSK)
+    assert plan.detach == [old.pk]
+    assert not plan.switched  # the old browser is not this one
+    old.refresh_from_db()
+    assert old.state == State.PENDING_DETACH
+
+
+def test_a_session_just_within_its_grace_still_holds_its_visitor(user: AbstractUser) -> None:
+    bob = get_user_model().objects.create_user("bob")
+    settings = two_rooms()
+    grace = timedelta(seconds=settings.expiry_grace)
+    link_for(user, state=State.ATTACHED, device=PHONE, session_expires_at=_in(-grace + HOUR / 60))
+    assert links.bind(bob, VISITOR, settings, device=KIOSK).refused
+
+
+def test_the_same_user_binds_again_from_another_browser(user: AbstractUser) -> None:
+    """Not another person's chats: the binding follows the user's newest browser."""
+    link = link_for(user, state=State.ATTACHED, device=PHONE)
+    assert links.bind(user, VISITOR, two_rooms(), device=KIOSK) == links.BindPlan()
+    link.refresh_from_db()
+    assert (link.state, link.device) == (State.ATTACHED, KIOSK)
 
 
 def test_a_bind_that_loses_a_race_inside_a_transaction_supersedes_the_winner(
@@ -35,7 +89,7 @@ def test_a_bind_that_loses_a_race_inside_a_transaction_supersedes_the_winner(
     to a savepoint on the links' database, and the transaction goes on (a savepoint on another
     database would leave this one unusable)."""
     bob = get_user_model().objects.create_user("bob")
-    winner = links.bind(bob, VISITOR, two_rooms()).attach
+    winner = links.bind(bob, VISITOR, two_rooms(), device=KIOSK).attach
     real_first = VisitorLinkQuerySet.first
     reads: list[object] = []
 
@@ -45,11 +99,72 @@ def test_a_bind_that_loses_a_race_inside_a_transaction_supersedes_the_winner(
 
     monkeypatch.setattr(VisitorLinkQuerySet, "first", read_before_the_winner)
     with transaction.atomic(using=write_db(VisitorLink)):
-        plan = links.bind(user, VISITOR, two_rooms())
+        plan = links.bind(user, VISITOR, two_rooms(), device=KIOSK)
         assert plan.detach == [winner]
         states = dict(VisitorLink.objects.values_list("pk", "state"))
     assert states == {winner: State.PENDING_DETACH, plan.attach: State.PENDING_ATTACH}
     assert len(reads) == 2
+
+
+def test_a_bind_that_loses_a_race_to_another_browser_binds_nothing(
+    user: AbstractUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bob = get_user_model().objects.create_user("bob")
+    winner = links.bind(bob, VISITOR, two_rooms(), device=PHONE).attach
+    real_first = VisitorLinkQuerySet.first
+    reads: list[object] = []
+
+    def read_before_the_winner(self: VisitorLinkQuerySet) -> VisitorLink | None:
+        reads.append(self)
+        return None if len(reads) == 1 else real_first(self)
+
+    monkeypatch.setattr(VisitorLinkQuerySet, "first", read_before_the_winner)
+    plan = links.bind(user, VISITOR, two_rooms(), device=KIOSK)
+    assert plan.refused
+    assert list(VisitorLink.objects.values_list("pk", "state")) == [(winner, State.PENDING_ATTACH)]
+
+
+def test_release_visitor_touches_only_that_users_links(user: AbstractUser) -> None:
+    bob = get_user_model().objects.create_user("bob")
+    mine = link_for(user, state=State.DETACHED)
+    theirs = link_for(bob, state=State.ATTACHED)
+    assert links.release_visitor(VISITOR, user.pk, two_rooms()) == []
+    theirs.refresh_from_db()
+    assert theirs.state == State.ATTACHED
+    assert links.release_visitor(VISITOR, bob.pk, two_rooms()) == [theirs.pk]
+    mine.refresh_from_db()
+    assert mine.state == State.DETACHED
+
+
+def test_release_device_releases_the_users_links_made_in_that_browser(
+    user: AbstractUser,
+) -> None:
+    bob = get_user_model().objects.create_user("bob")
+    here = link_for(user, state=State.ATTACHED, device=KIOSK)
+    elsewhere = VisitorLink.objects.create(
+        visitor_id="e" * 32, user=user, state=State.ATTACHED, device=PHONE
+    )
+    bobs = VisitorLink.objects.create(
+        visitor_id="f" * 32, user=bob, state=State.ATTACHED, device=KIOSK
+    )
+    assert links.release_device(user.pk, KIOSK, two_rooms()) == [here.pk]
+    states = dict(VisitorLink.objects.values_list("pk", "state"))
+    assert states == {
+        here.pk: State.PENDING_DETACH,
+        elsewhere.pk: State.ATTACHED,
+        bobs.pk: State.ATTACHED,
+    }
+
+
+def test_browser_closes_are_handed_out_once_per_device(user: AbstractUser) -> None:
+    link_for(user, state=State.DETACHED, device=KIOSK, close_in_browser=True)
+    assert not links.take_browser_closes(PHONE)
+    assert links.take_browser_closes(KIOSK)
+    assert not links.take_browser_closes(KIOSK)
+
+
+def _in(delta: timedelta) -> datetime:
+    return timezone.now() + delta
 
 
 def test_bind_of_an_attached_link_only_reattaches_for_new_rooms(user: AbstractUser) -> None:
@@ -98,4 +213,4 @@ def test_bind_gives_up_loudly_when_every_try_loses_a_race(
     with caplog.at_level(logging.ERROR, "django_giosg"):
         binding = links.bind(user, VISITOR, two_rooms())
     assert binding == links.BindPlan(attach=None, detach=[])
-    assert f"Could not bind visitor {VISITOR}" in caplog.text
+    assert f"Could not bind visitor {VISITOR[:6]}…" in caplog.text
