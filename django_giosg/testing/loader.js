@@ -5,12 +5,16 @@
  *   _giosg(function () { … })                 runs once the client is ready
  *   window.GiosgClient.visitorGidDeferred     resolves when the visitor id is known
  *   giosg.unpackedVisitorCid, giosg.rooms     the visitor id and the rooms of the page
- *   _giosg("chat", "close", {all: true})      ends the visitor's open chats
+ *   _giosg("chat", "close", {all: true})      ends the visitor's open chats; with
+ *                                             clearHistory: true also forgets the history
  *   _giosg("visitor", "removeAll", rooms)     removes the visitor's variables in rooms
  *
  * On a real page it also draws a small chat box, as giosg's widget would: the visitor opens it
  * and sends a line, which starts a real open chat in the simulator (`giosgSimulator.say(text)`
- * does the same from code); `chat close` visibly ends it.
+ * does the same from code); `chat close` visibly ends it. Like giosg's widget, it keeps the
+ * chat's history on the device (localStorage) and shows it again on the next page, even after
+ * the chat ended, until a `chat close` with `clearHistory: true`; `giosgSimulator.history()`
+ * returns it, and `giosgSimulator.historyCleared` counts the clears.
  *
  * Commands queued in `_giosg._e` by giosg's embed snippet before this script loaded run first.
  * Query parameters of the script's URL shape a test: `visitor_id` (a fixed id instead of one per
@@ -56,7 +60,38 @@
   var waiting = [];
   var resolveVisitor;
 
-  var simulator = (window.giosgSimulator = { visitorId: visitorId, calls: [], requests: [] });
+  var simulator = (window.giosgSimulator = {
+    visitorId: visitorId,
+    calls: [],
+    requests: [],
+    historyCleared: 0,
+  });
+  var historyKey = "giosg-simulator-history:" + organizationId;
+
+  function readHistory() {
+    try {
+      var lines = JSON.parse(localStorage.getItem(historyKey) || "[]");
+      return Array.isArray(lines) ? lines : [];
+    } catch (err) {
+      return [];
+    }
+  }
+
+  function keepHistory(lines) {
+    try {
+      if (lines.length) localStorage.setItem(historyKey, JSON.stringify(lines));
+      else localStorage.removeItem(historyKey);
+    } catch (err) {
+      // storage blocked: no history, as in giosg's widget
+    }
+  }
+
+  simulator.history = readHistory;
+
+  function chatShown(chat) {
+    keepHistory(chat.messages);
+    chatBox.show(chat);
+  }
   window.giosg = { unpackedVisitorCid: undefined, rooms: [] };
   window.GiosgClient = {
     visitorGidDeferred: new Promise(function (resolve) {
@@ -102,8 +137,12 @@
     simulator.calls.push(command);
     if (command[0] === "chat" && command[1] === "close") {
       var options = command[2] || {};
+      if (options.clearHistory === true) {
+        keepHistory([]);
+        simulator.historyCleared += 1;
+      }
       return post("close", {}).then(function (data) {
-        chatBox.closed(options.hide === true);
+        chatBox.closed(options.hide === true, options.clearHistory === true);
         return data;
       });
     }
@@ -119,7 +158,7 @@
 
   simulator.say = function (text) {
     return post("chat", { text: text }).then(function (data) {
-      if (data.chat) chatBox.show(data.chat);
+      if (data.chat) chatShown(data.chat);
       return data;
     });
   };
@@ -130,7 +169,7 @@
       window.giosg.rooms = data.rooms;
       ready = true;
       resolveVisitor();
-      if (data.chat) chatBox.show(data.chat);
+      if (data.chat) chatShown(data.chat);
       waiting.splice(0).forEach(callSafely);
     });
   }
@@ -149,6 +188,13 @@
       Object.assign(node.style, style || {});
       if (text) node.textContent = text;
       return node;
+    }
+
+    function showLines(texts) {
+      lines.textContent = "";
+      texts.forEach(function (text) {
+        lines.appendChild(element("li", "", {}, text));
+      });
     }
 
     function draw() {
@@ -182,6 +228,11 @@
       box.appendChild(pane);
       box.appendChild(toggle);
       document.body.appendChild(box);
+      var history = readHistory();
+      if (history.length) {
+        showLines(history); // the last chat's lines, as giosg's widget shows them again
+        status.textContent = "Earlier chat.";
+      }
       toggle.addEventListener("click", function () {
         open(pane.style.display === "none");
       });
@@ -211,18 +262,16 @@
       show: function (chat) {
         later(function () {
           draw();
-          lines.textContent = "";
-          chat.messages.forEach(function (text) {
-            lines.appendChild(element("li", "", {}, text));
-          });
+          showLines(chat.messages);
           status.textContent = "Chat open.";
           toggle.textContent = "Chat open";
           open(true);
         });
       },
-      closed: function (hide) {
+      closed: function (hide, clearHistory) {
         later(function () {
           draw();
+          if (clearHistory) showLines([]);
           status.textContent = "This chat has ended.";
           toggle.textContent = "Chat ended";
           if (hide) open(false);

@@ -16,6 +16,7 @@ function memoryStorage() {
   return {
     getItem: (key) => (items.has(key) ? items.get(key) : null),
     setItem: (key, value) => items.set(key, String(value)),
+    removeItem: (key) => items.delete(key),
   };
 }
 
@@ -163,4 +164,24 @@ test("a line from the chat box goes to the simulator for this visitor; no DOM, n
   );
   assert.deepEqual(JSON.parse(JSON.stringify(answer)), {});
   assert.deepEqual(errors, []); // the fake page has no document.createElement: nothing drawn
+});
+
+test("the widget keeps the chat's history on the device until a close clears it", async () => {
+  const storage = memoryStorage();
+  const first = page({ storage });
+  first.timers.forEach((timer) => timer.fn());
+  await first.settle();
+  first.window.fetch = async () => ({ json: async () => ({ chat: { messages: ["my secret"] } }) });
+  await first.window.giosgSimulator.say("my secret");
+  assert.deepEqual([...first.window.giosgSimulator.history()], ["my secret"]);
+
+  const next = page({ storage }); // the next page of that browser: the history is still there
+  assert.deepEqual([...next.window.giosgSimulator.history()], ["my secret"]);
+  await next.window._giosg("chat", "close", { all: true, hide: true });
+  assert.deepEqual([...next.window.giosgSimulator.history()], ["my secret"]); // closing keeps it
+  assert.equal(next.window.giosgSimulator.historyCleared, 0);
+  await next.window._giosg("chat", "close", { all: true, hide: true, clearHistory: true });
+  assert.deepEqual([...next.window.giosgSimulator.history()], []);
+  assert.equal(next.window.giosgSimulator.historyCleared, 1);
+  assert.deepEqual([...page({ storage }).window.giosgSimulator.history()], []);
 });

@@ -19,14 +19,25 @@ function recordingGiosg(window) {
   return calls;
 }
 
-test("logout closes the chats, hiding the window, and removes the variables in its rooms", () => {
+const CLOSE = ["chat", "close", { all: true, hide: true, clearHistory: true }];
+
+test("logout closes the chats, hiding the window and clearing the history, and removes the variables in its rooms", () => {
+  for (const mode of [{ mode: "logout" }, {}]) { // (no mode: a page cached before close-only)
+    const p = page();
+    const calls = recordingGiosg(p.window);
+    p.load("logout.js", { ...mode, rooms: `${ROOM_A} ${ROOM_B}` });
+    assert.deepEqual(plain(calls), [
+      CLOSE,
+      ["visitor", "removeAll", [{ id: ROOM_A }, { id: ROOM_B }]],
+    ]);
+  }
+});
+
+test("close-only mode closes and clears, and never removes variables (they may be the next user's)", () => {
   const p = page();
   const calls = recordingGiosg(p.window);
-  p.load("logout.js", { rooms: `${ROOM_A} ${ROOM_B}` });
-  assert.deepEqual(plain(calls), [
-    ["chat", "close", { all: true, hide: true }],
-    ["visitor", "removeAll", [{ id: ROOM_A }, { id: ROOM_B }]],
-  ]);
+  p.load("logout.js", { mode: "close", rooms: ROOM_A });
+  assert.deepEqual(plain(calls), [CLOSE]);
 });
 
 test("without rooms it removes the variables of giosg's default room", () => {
@@ -34,10 +45,7 @@ test("without rooms it removes the variables of giosg's default room", () => {
     const p = page();
     const calls = recordingGiosg(p.window);
     p.load("logout.js", rooms === null ? {} : { rooms });
-    assert.deepEqual(plain(calls), [
-      ["chat", "close", { all: true, hide: true }],
-      ["visitor", "removeAll"],
-    ]);
+    assert.deepEqual(plain(calls), [CLOSE, ["visitor", "removeAll"]]);
   }
 });
 

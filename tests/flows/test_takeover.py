@@ -1,0 +1,204 @@
+"""Nobody else's chats: a binding belongs to the browser that made it, and its session.
+
+The security review's finding 1, tried as the attacker did: against the simulator over real HTTP,
+through Django's test client and the real auth views. A visitor id is no secret (a shared kiosk
+shows it to every user), so knowing one must not end its live binding's chats, put another name
+on them, or release its variables.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.test import override_settings
+
+from django_giosg.device import DEVICE_COOKIE
+from django_giosg.models import State, VisitorLink
+from django_giosg.session import BINDING_SESSION_KEY, CAPTURES_SESSION_KEY, SESSION_KEY
+from django_giosg.testing import GiosgSimulator
+
+from ..browsing import OTHER_VISITOR, VISITOR, Browser, expected, make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def giosg(giosg_simulator: GiosgSimulator, settings: Any, empty_cache: None) -> GiosgSimulator:
+    sim = giosg_simulator
+    sim.world.add_room()
+    settings.GIOSG = {**settings.GIOSG, "ROOM_IDS": sim.room_ids[:2], "INLINE_BUDGET": 2.0}
+    return sim
+
+
+def victim_with_open_chats(giosg: GiosgSimulator, chats: int) -> Browser:
+    """Ann, logged in on her own browser with the visitor ``VISITOR`` and open chats."""
+    giosg.seed_visitor(VISITOR, rooms=giosg.room_ids[:1], open_chats=chats)
+    victim = Browser()
+    victim.capture()
+    victim.login(make_user("ann"))
+    assert giosg.variables(VISITOR) == expected(giosg, _user("ann"), "ann")
+    return victim
+
+
+def _user(username: str) -> Any:
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.get(username=username)
+
+
+def post_capture(browser: Browser, visitor_id: str) -> Any:
+    return browser.http.post(
+        "/giosg/visitor/", {"visitor_id": visitor_id}, content_type="application/json"
+    )
+
+
+def test_a_capture_of_another_browsers_live_visitor_is_refused_with_409(
+    giosg: GiosgSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: the attacker's capture superseded the victim's binding and ended her chats."""
+    victim_with_open_chats(giosg, chats=3)
+    attacker = Browser()
+    attacker.login(make_user("mallory"))
+    attacker.capture(OTHER_VISITOR)
+    before = dict(attacker.http.session.items())
+    calls = giosg.requests()
+
+    with caplog.at_level(logging.INFO, "django_giosg"):
+        response = post_capture(attacker, VISITOR)
+
+    assert response.status_code == 409
+    assert response["Content-Type"] == "application/json"
+    assert json.loads(response.content) == {
+        "error": "this visitor id is bound to another browser's session"
+    }
+    assert giosg.requests() == calls  # nothing changed in giosg
+    assert len(giosg.open_chats(VISITOR)) == 3
+    assert giosg.variables(VISITOR) == expected(giosg, _user("ann"), "ann")
+    assert dict(attacker.http.session.items()) == before  # the session is unchanged
+    assert VISITOR not in caplog.text  # logs show visitor ids shortened
+    states = dict(VisitorLink.objects.values_list("visitor_id", "state"))
+    assert states == {VISITOR: State.ATTACHED, OTHER_VISITOR: State.ATTACHED}
+
+
+def test_switching_back_and_forth_never_ends_the_victims_chats(giosg: GiosgSimulator) -> None:
+    """Before: 20 of 20 rounds ended the victim's new chats, and never met the rate limit."""
+    victim_with_open_chats(giosg, chats=1)
+    attacker = Browser()
+    attacker.login(make_user("mallory"))
+    refused = 0
+    for round_ in range(20):
+        giosg.seed_visitor(VISITOR, rooms=giosg.room_ids[:1], open_chats=1)  # a new chat
+        refused += post_capture(attacker, VISITOR).status_code == 409
+        attacker.capture(OTHER_VISITOR)
+        assert len(giosg.open_chats(VISITOR)) == round_ + 2
+    assert refused == 20
+    assert giosg.variables(VISITOR) == expected(giosg, _user("ann"), "ann")
+
+
+def test_an_anonymous_capture_and_logout_release_nobody_elses_binding(
+    giosg: GiosgSimulator,
+) -> None:
+    """Before: Django sent ``user_logged_out(user=None)`` and the app released every user's links
+    of the captured id (the victim's chats 2 → 0, her variables deleted)."""
+    victim_with_open_chats(giosg, chats=2)
+    attacker = Browser()
+    attacker.capture(VISITOR)  # anonymous: accepted, binds nothing
+    response = attacker.http.post("/accounts/logout/")
+    assert response.status_code == 302
+    assert len(giosg.open_chats(VISITOR)) == 2
+    assert giosg.variables(VISITOR) == expected(giosg, _user("ann"), "ann")
+    assert VisitorLink.objects.get().state == State.ATTACHED
+
+
+def test_a_login_with_another_browsers_live_visitor_succeeds_and_binds_nothing(
+    giosg: GiosgSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    victim_with_open_chats(giosg, chats=1)
+    attacker = Browser()
+    attacker.capture(VISITOR)
+    with caplog.at_level(logging.WARNING, "django_giosg"):
+        attacker.login(make_user("mallory"))  # asserts the 302 of a successful login
+    assert f"another browser's live session holds visitor {VISITOR[:6]}…" in caplog.text
+    assert len(giosg.open_chats(VISITOR)) == 1
+    assert giosg.variables(VISITOR) == expected(giosg, _user("ann"), "ann")
+    # the session notes the refused binding, so no later request of it asks again
+    assert attacker.http.session[BINDING_SESSION_KEY]["user"] == str(_user("mallory").pk)
+    queries = giosg.requests()
+    attacker.http.get("/")
+    assert giosg.requests() == queries
+    attacker.logout()  # and her logout releases nothing of the victim's
+    assert giosg.variables(VISITOR) == expected(giosg, _user("ann"), "ann")
+
+
+def test_a_shared_kiosk_still_switches_users_at_once(giosg: GiosgSimulator) -> None:
+    """Every user of a kiosk knows its visitor id; a switch in the same browser still detaches
+    the previous user at once, and the next page closes the chat window (close only)."""
+    giosg.seed_visitor(VISITOR, rooms=giosg.room_ids[:1], open_chats=1)
+    kiosk = Browser()
+    kiosk.capture()
+    kiosk.login(make_user("ann"))
+    kiosk.login(make_user("bob"))
+    assert giosg.open_chats(VISITOR) == []
+    assert giosg.variables(VISITOR) == expected(giosg, _user("bob"), "bob")
+    page = kiosk.http.get("/").content.decode()
+    assert 'logout.js" defer data-mode="close" data-rooms=""' in page
+    assert "logout.js" not in kiosk.http.get("/").content.decode()
+    kiosk.logout()
+    kiosk.capture()  # anonymous between the users: the kiosk's id again
+    kiosk.login(make_user("cy"))
+    assert giosg.variables(VISITOR) == expected(giosg, _user("cy"), "cy")
+
+
+def test_a_logged_in_users_capture_of_a_switched_kiosk_visitor_closes_only(
+    giosg: GiosgSimulator,
+) -> None:
+    kiosk = Browser()
+    kiosk.capture()
+    kiosk.login(make_user("ann"))
+    kiosk.logout()
+    kiosk.http.get("/")  # the logout's page
+    kiosk.login(make_user("bob"))
+    # the browser's id changed meanwhile; the capture binds bob, nothing of ann's is live
+    kiosk.capture(OTHER_VISITOR)
+    assert giosg.variables(OTHER_VISITOR) == expected(giosg, _user("bob"), "bob")
+
+
+def test_the_device_cookie_is_set_when_a_browser_binds_and_survives_a_key_rotation(
+    giosg: GiosgSimulator,
+) -> None:
+    browser = Browser()
+    page = browser.http.get("/")
+    assert DEVICE_COOKIE not in page.cookies  # a page that a cache may keep sets no cookie
+    browser.capture()
+    response = browser.login(make_user("ann"))
+    cookie = response.cookies[DEVICE_COOKIE]
+    assert cookie["httponly"]
+    assert cookie["samesite"] == "Lax"
+    assert cookie["max-age"] == 365 * 24 * 3600
+    link = VisitorLink.objects.get()
+    token = cookie.value.split(":")[0]
+    assert len(link.device) == 64
+    assert token not in link.device  # a digest, never the token
+    assert django_settings.SESSION_COOKIE_NAME not in link.device
+    # A new SECRET_KEY, the old one a fallback: the same browser, so a user switch still works.
+    rotated = {
+        "SECRET_KEY": "a-new-secret-key-" + "x" * 40,
+        "SECRET_KEY_FALLBACKS": [django_settings.SECRET_KEY],
+    }
+    with override_settings(**rotated):
+        browser.login(make_user("bob"))
+        assert giosg.variables(VISITOR) == expected(giosg, _user("bob"), "bob")
+
+
+def test_a_forged_device_cookie_is_another_browser(giosg: GiosgSimulator) -> None:
+    victim_with_open_chats(giosg, chats=1)
+    attacker = Browser()
+    attacker.http.cookies[DEVICE_COOKIE] = VisitorLink.objects.get().device  # the digest
+    attacker.login(make_user("mallory"))
+    assert post_capture(attacker, VISITOR).status_code == 409
+    assert CAPTURES_SESSION_KEY not in attacker.http.session
+    assert SESSION_KEY not in attacker.http.session
