@@ -85,6 +85,30 @@ def test_an_error_while_keeping_the_binding_never_breaks_the_page(
     assert "could not keep the session's binding in step" in caplog.text
 
 
+@pytest.mark.django_db(transaction=True)
+def test_errors_of_the_checks_before_and_after_the_view_never_break_the_page(
+    giosg_simulator: GiosgSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    browser = Browser()
+    browser.capture()
+    browser.login(make_user("ann"))
+    browser.logout()
+
+    def broken(*args: object) -> bool:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(tasks, "take_browser_closes", broken)
+    monkeypatch.setattr(session, "still_stored", broken)
+    with caplog.at_level(logging.ERROR, "django_giosg"):
+        assert browser.http.get("/data/").status_code == 200  # no binding: looks for closes
+        browser.capture()
+        browser.login(make_user("bob"))  # a bind: its session is read again after the view
+    assert "could not look for this browser's ended bindings" in caplog.text
+    assert "could not check the session's bindings after the view" in caplog.text
+
+
 # -- under ASGI ----------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,13 @@ from django.db import connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from django_giosg import signals
 from django_giosg.conf import get_settings
 from django_giosg.models import State, VisitorLink, write_db
 from django_giosg.session import BINDING_SESSION_KEY
 from django_giosg.testing import GiosgSimulator
 
-from ..browsing import PASSWORD, VISITOR, Browser, make_user, only_link, sweep
+from ..browsing import OTHER_VISITOR, PASSWORD, VISITOR, Browser, make_user, only_link, sweep
 from ..conftest import LinkClock
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -232,3 +234,33 @@ def test_cycle_key_and_a_login_of_the_same_user_keep_the_binding(
     assert whoami(browser) == "ann"
     assert giosg.requests() == requests
     assert_untouched(giosg)
+
+
+def test_a_capture_whose_session_a_logout_deletes_meanwhile_binds_nothing_for_long(
+    giosg: GiosgSimulator, backend: str, settings: Any
+) -> None:
+    """The capture reads its session again after the view: on the backends that can be asked,
+    a session deleted meanwhile (a logout in another request) releases what the capture bound.
+    ``signed_cookies`` keeps the session in the browser: there the binding lasts until its
+    recorded expiry, and the sweep detaches it then."""
+    browser = bound_browser()
+    key = browser.http.cookies[settings.SESSION_COOKIE_NAME].value
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+
+    def logout_deletes_the_session(**kwargs: Any) -> None:
+        store_class(key).delete()
+
+    signals.visitor_attached.connect(logout_deletes_the_session, dispatch_uid="race")
+    try:
+        browser.http.post(
+            "/giosg/visitor/", {"visitor_id": OTHER_VISITOR}, content_type="application/json"
+        )
+    finally:
+        signals.visitor_attached.disconnect(dispatch_uid="race")
+    other = VisitorLink.objects.get(visitor_id=OTHER_VISITOR)
+    if backend == "signed_cookies":
+        assert other.state == State.ATTACHED
+        assert giosg.variables(OTHER_VISITOR) != {}
+    else:
+        assert other.state == State.DETACHED
+        assert giosg.variables(OTHER_VISITOR) == {}

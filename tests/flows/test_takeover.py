@@ -21,7 +21,7 @@ from django_giosg.models import State, VisitorLink
 from django_giosg.session import BINDING_SESSION_KEY, CAPTURES_SESSION_KEY, SESSION_KEY
 from django_giosg.testing import GiosgSimulator
 
-from ..browsing import OTHER_VISITOR, VISITOR, Browser, expected, make_user
+from ..browsing import OTHER_VISITOR, VISITOR, Browser, expected, make_user, same_device
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -153,7 +153,7 @@ def test_a_shared_kiosk_still_switches_users_at_once(giosg: GiosgSimulator) -> N
     assert giosg.variables(VISITOR) == expected(giosg, _user("cy"), "cy")
 
 
-def test_a_logged_in_users_capture_of_a_switched_kiosk_visitor_closes_only(
+def test_a_capture_after_a_logout_and_another_login_binds_the_new_user(
     giosg: GiosgSimulator,
 ) -> None:
     kiosk = Browser()
@@ -202,3 +202,20 @@ def test_a_forged_device_cookie_is_another_browser(giosg: GiosgSimulator) -> Non
     assert post_capture(attacker, VISITOR).status_code == 409
     assert CAPTURES_SESSION_KEY not in attacker.http.session
     assert SESSION_KEY not in attacker.http.session
+
+
+def test_a_capture_of_this_browsers_visitor_from_another_session_switches_users(
+    giosg: GiosgSimulator,
+) -> None:
+    """Two sessions of one browser (the first one's cookie was lost, say): the second user's
+    capture of the visitor the first still holds is a user switch on this device."""
+    giosg.seed_visitor(VISITOR, rooms=giosg.room_ids[:1], open_chats=1)
+    old_session, new_session = Browser(), Browser()
+    same_device(old_session, new_session)
+    old_session.capture()
+    old_session.login(make_user("ann"))
+    new_session.login(make_user("bob"))
+    assert post_capture(new_session, VISITOR).status_code == 204
+    assert giosg.open_chats(VISITOR) == []
+    assert giosg.variables(VISITOR) == expected(giosg, _user("bob"), "bob")
+    assert 'data-mode="close"' in new_session.http.get("/").content.decode()
