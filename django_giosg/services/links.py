@@ -129,9 +129,12 @@ def release_visitor(visitor_id: str, user_id: Any, settings: GiosgSettings) -> l
 
 
 def release_device(user_id: Any, device: str, settings: GiosgSettings) -> list[int]:
-    """``user_id`` logged out in the browser ``device``: every link of theirs made there, whatever
-    visitor id the session held (a capture or login racing the logout may have bound another)."""
-    links: VisitorLinkQuerySet = VisitorLink.objects.of_device(device).filter(user_id=user_id)
+    """``user_id`` logged out in the browser ``device``: every live link of theirs made there,
+    whatever visitor id the session held (a capture or login racing the logout may have bound
+    another). Links being detached already are left to their detach."""
+    links: VisitorLinkQuerySet = (
+        VisitorLink.objects.of_device(device).filter(user_id=user_id).live()
+    )
     return links.release(stale_after(settings))
 
 

@@ -21,7 +21,15 @@ from django_giosg.models import State, VisitorLink
 from django_giosg.session import BINDING_SESSION_KEY, CAPTURES_SESSION_KEY, SESSION_KEY
 from django_giosg.testing import GiosgSimulator
 
-from ..browsing import OTHER_VISITOR, VISITOR, Browser, expected, make_user, same_device
+from ..browsing import (
+    OTHER_VISITOR,
+    VISITOR,
+    Browser,
+    expected,
+    make_user,
+    same_device,
+    sweep,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -219,3 +227,29 @@ def test_a_capture_of_this_browsers_visitor_from_another_session_switches_users(
     assert giosg.open_chats(VISITOR) == []
     assert giosg.variables(VISITOR) == expected(giosg, _user("bob"), "bob")
     assert 'data-mode="close"' in new_session.http.get("/").content.decode()
+
+
+def test_no_log_line_shows_a_visitor_id_in_full(
+    giosg: GiosgSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The review found visitor ids in INFO and WARNING lines: anyone who reads the logs could
+    post one as their own. Here a whole lifecycle logs retries, a refusal, a failure and the
+    sweep; every line shows the ids shortened."""
+    victim = victim_with_open_chats(giosg, chats=1)
+    giosg.add_fault("delete_variable", status=500)
+    with caplog.at_level(logging.DEBUG, "django_giosg"):
+        attacker = Browser()
+        attacker.capture(VISITOR)
+        attacker.login(make_user("mallory"))
+        victim.logout()
+        sweep()
+    # (the simulator's access log stands for giosg's own, and shows what giosg was sent)
+    app = "\n".join(
+        caplog.handler.format(record)
+        for record in caplog.records
+        if not record.name.startswith("django_giosg.testing")
+    )
+    assert "retried in" in app  # the delete failed and was logged
+    assert "another browser's live session holds visitor" in app
+    assert VISITOR not in app
+    assert all(VISITOR not in link.last_error for link in VisitorLink.objects.all())

@@ -147,13 +147,19 @@ def test_release_device_releases_the_users_links_made_in_that_browser(
     bobs = VisitorLink.objects.create(
         visitor_id="f" * 32, user=bob, state=State.ATTACHED, device=KIOSK
     )
+    detaching = VisitorLink.objects.create(
+        visitor_id="d" * 32, user=user, state=State.PENDING_DETACH, device=KIOSK, attempts=3
+    )
     assert links.release_device(user.pk, KIOSK, two_rooms()) == [here.pk]
     states = dict(VisitorLink.objects.values_list("pk", "state"))
     assert states == {
         here.pk: State.PENDING_DETACH,
         elsewhere.pk: State.ATTACHED,
         bobs.pk: State.ATTACHED,
+        detaching.pk: State.PENDING_DETACH,
     }
+    detaching.refresh_from_db()
+    assert detaching.attempts == 3  # left to its own detach
 
 
 def test_browser_closes_are_handed_out_once_per_device(user: AbstractUser) -> None:
