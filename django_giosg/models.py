@@ -301,10 +301,11 @@ class VisitorLink(models.Model):
             fields["device"] = device
         return self._change(LIVE_STATES, **fields)
 
-    def supersede(self, stale_at: datetime) -> bool:
+    def supersede(self, stale_at: datetime, *, close_in_browser: bool = False) -> bool:
         """Live → ``pending_detach``, with a fresh count of attempts: another user's binding of
-        the visitor supersedes this one."""
-        return self._change(LIVE_STATES, **_released(stale_at))
+        the visitor supersedes this one. ``close_in_browser``: its own browser was not there
+        (its session had ended), so it closes the chat window on its next page."""
+        return self._change(LIVE_STATES, **_released(stale_at), close_in_browser=close_in_browser)
 
     def cancel_attach(self) -> bool:
         """``pending_attach`` → ``pending_detach``: the attach cannot go on (the user is gone)."""

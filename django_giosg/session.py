@@ -121,19 +121,33 @@ def record_capture(session: Session, visitor_id: str, now: float) -> None:
 _OUR_KEYS = (SESSION_KEY, ROOMS_SESSION_KEY, CAPTURES_SESSION_KEY, BINDING_SESSION_KEY)
 
 
+_MODIFIED = "django_giosg.modified"  # (in a snapshot only: whether the session was modified)
+
+
 def snapshot(session: Session) -> dict[str, Any]:
     """django-giosg's part of ``session``, to :func:`restore` if a change must be undone."""
-    return {key: session[key] for key in _OUR_KEYS if key in session}
+    saved = {key: session[key] for key in _OUR_KEYS if key in session}
+    saved[_MODIFIED] = getattr(session, "modified", None)
+    return saved
 
 
 def restore(session: Session, saved: Mapping[str, Any]) -> None:
-    """Put django-giosg's part of ``session`` back as :func:`snapshot` saw it (writing only
-    what differs, so that an unchanged session is not saved)."""
+    """Put django-giosg's part of ``session`` back as :func:`snapshot` saw it, and whether it
+    was modified: a session that is as it was is not saved again."""
     for key in _OUR_KEYS:
         if key in saved and session.get(key) != saved[key]:
             session[key] = saved[key]
         elif key not in saved and key in session:
             del session[key]
+    if isinstance(session, SessionBase) and isinstance(saved[_MODIFIED], bool):
+        session.modified = saved[_MODIFIED]
+
+
+def forget_visitor(session: Session) -> None:
+    """The session no longer has a visitor id (nor its rooms): the capture script sends it
+    again."""
+    session.pop(SESSION_KEY, None)
+    session.pop(ROOMS_SESSION_KEY, None)
 
 
 def still_stored(store: SessionBase) -> bool | None:

@@ -147,19 +147,25 @@ def bind_visitor(
 def bind_session(user: Any, store: SessionBase, device: str) -> links.BindPlan:
     """Bind the visitor of ``store`` (a session holding one) to ``user``, from the browser
     ``device``, noting the binding and the session's expiry in the session (see
-    :class:`~django_giosg.session.SessionBinding`); noted also when the visitor was refused, so
-    that the middleware does not ask again on every request."""
+    :class:`~django_giosg.session.SessionBinding`).
+
+    When another browser's live session holds the visitor (the plan says ``refused``), the
+    session forgets the visitor id: the page's capture script then posts it again, and binds it
+    once it is free (a 409 until then), instead of every request asking again."""
     visitor_id = session.get_visitor_id(store)
     if visitor_id is None or not get_settings().enabled:
         return links.BindPlan()  # nothing to bind, or nothing to tell giosg
     expires_at = session.record_binding(store, session.user_key(user))
-    return bind_visitor(
+    plan = bind_visitor(
         user,
         visitor_id,
         device=device,
         browser_rooms=session.get_browser_rooms(store),
         session_expires_at=expires_at,
     )
+    if plan.refused:
+        session.forget_visitor(store)
+    return plan
 
 
 def follow_session_expiry(visitor_id: str, user_key: str, expires_at: datetime) -> None:

@@ -96,9 +96,10 @@ def bind(
                 )
                 plan.refused = True
                 return plan
-            if live.supersede(stale_after(settings)):
+            here = bool(live.device) and live.device == device
+            if live.supersede(stale_after(settings), close_in_browser=not here):
                 plan.detach.append(live.pk)
-                plan.switched = plan.switched or live.device == device
+                plan.switched = plan.switched or here
         try:
             with transaction.atomic(using=write_db(VisitorLink)):
                 link = VisitorLink.objects.create(

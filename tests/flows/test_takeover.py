@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.test import override_settings
 
+from django_giosg.conf import get_settings
 from django_giosg.device import DEVICE_COOKIE
 from django_giosg.models import State, VisitorLink
 from django_giosg.session import BINDING_SESSION_KEY, CAPTURES_SESSION_KEY, SESSION_KEY
@@ -30,6 +31,7 @@ from ..browsing import (
     same_device,
     sweep,
 )
+from ..conftest import LinkClock
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -133,13 +135,65 @@ def test_a_login_with_another_browsers_live_visitor_succeeds_and_binds_nothing(
     assert f"another browser's live session holds visitor {VISITOR[:6]}…" in caplog.text
     assert len(giosg.open_chats(VISITOR)) == 1
     assert giosg.variables(VISITOR) == expected(giosg, _user("ann"), "ann")
-    # the session notes the refused binding, so no later request of it asks again
+    # The session forgets the visitor id: no later request asks again, but the page's capture
+    # script posts it again, and gets a 409 while the victim's session lives.
+    assert SESSION_KEY not in attacker.http.session
     assert attacker.http.session[BINDING_SESSION_KEY]["user"] == str(_user("mallory").pk)
-    queries = giosg.requests()
+    calls = giosg.requests()
     attacker.http.get("/")
-    assert giosg.requests() == queries
+    assert giosg.requests() == calls
+    assert post_capture(attacker, VISITOR).status_code == 409
     attacker.logout()  # and her logout releases nothing of the victim's
     assert giosg.variables(VISITOR) == expected(giosg, _user("ann"), "ann")
+
+
+def test_a_refused_visitor_binds_once_the_other_session_has_ended(giosg: GiosgSimulator) -> None:
+    victim = victim_with_open_chats(giosg, chats=1)
+    other = Browser()
+    other.capture(VISITOR)
+    other.login(make_user("bob"))  # refused: binds nothing
+    assert post_capture(other, VISITOR).status_code == 409
+    victim.logout()
+    assert post_capture(other, VISITOR).status_code == 204  # the next page's capture
+    assert giosg.variables(VISITOR) == expected(giosg, _user("bob"), "bob")
+
+
+def test_a_refused_capture_does_not_save_the_session_again(giosg: GiosgSimulator) -> None:
+    victim_with_open_chats(giosg, chats=1)
+    attacker = Browser()
+    attacker.login(make_user("mallory"))
+    response = post_capture(attacker, VISITOR)
+    assert response.status_code == 409
+    assert django_settings.SESSION_COOKIE_NAME not in response.cookies
+
+
+def test_the_browser_of_an_expired_binding_that_another_browser_took_over_closes_too(
+    giosg: GiosgSimulator, link_clock: LinkClock
+) -> None:
+    victim = victim_with_open_chats(giosg, chats=1)
+    victim.http.cookies.pop(django_settings.SESSION_COOKIE_NAME)  # her session expired
+    link_clock.advance(14 * 24 * 3600 + get_settings().expiry_grace + 1)
+    other = Browser()
+    other.capture(VISITOR)
+    other.login(make_user("bob"))  # before any sweep: the expired binding is taken over
+    assert giosg.variables(VISITOR) == expected(giosg, _user("bob"), "bob")
+    assert 'data-mode="close"' in victim.http.get("/").content.decode()
+    assert "logout.js" not in victim.http.get("/").content.decode()
+    assert "logout.js" not in other.http.get("/").content.decode()  # not the new user's
+
+
+def test_a_switch_in_the_browser_of_a_link_made_before_0003_still_works(
+    giosg: GiosgSimulator,
+) -> None:
+    """Links made before the device was recorded count as another browser's, but the session
+    remembers its binding: a user switch there still ends the previous user's binding."""
+    kiosk = Browser()
+    kiosk.capture()
+    kiosk.login(make_user("ann"))
+    VisitorLink.objects.update(device="")
+    kiosk.http.cookies.pop(DEVICE_COOKIE)
+    kiosk.login(make_user("bob"))
+    assert giosg.variables(VISITOR) == expected(giosg, _user("bob"), "bob")
 
 
 def test_a_shared_kiosk_still_switches_users_at_once(giosg: GiosgSimulator) -> None:
