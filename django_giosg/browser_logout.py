@@ -41,8 +41,9 @@ class Cleanup:
     rooms: tuple[str, ...] = ()
     remove: bool = False
 
-    def close_only(self) -> Cleanup:
-        return Cleanup()
+
+#: Close the chats and clear the history; remove nothing.
+CLOSE_ONLY = Cleanup()
 
 
 @dataclass
@@ -76,7 +77,7 @@ def note_close(request: HttpRequest) -> None:
     user, a swept expiry): close the chat window. A logout's cleanup noted already stays."""
     state = _state(request)
     if state.cleanup is None:
-        state.cleanup = Cleanup()
+        state.cleanup = CLOSE_ONLY
 
 
 def note_login(request: HttpRequest) -> None:
@@ -85,7 +86,7 @@ def note_login(request: HttpRequest) -> None:
     state = _state(request)
     state.logged_in = True
     if state.cleanup is not None:
-        state.cleanup = state.cleanup.close_only()
+        state.cleanup = CLOSE_ONLY
 
 
 def logged_in_or_out(request: HttpRequest) -> bool:
@@ -119,7 +120,7 @@ def pending_cleanup(request: HttpRequest) -> Cleanup | None:
     state = _state(request)
     cleanup = state.cleanup if state.cleanup is not None else _cookie_cleanup(request)
     if cleanup is not None and state.logged_in:
-        cleanup = cleanup.close_only()
+        cleanup = CLOSE_ONLY
     return cleanup
 
 
@@ -133,10 +134,11 @@ def _is_html_page(response: HttpResponseBase) -> bool:
     return not is_redirect and response.get("Content-Type", "").startswith("text/html")
 
 
-def carry_to_next_page(request: HttpRequest, response: HttpResponseBase) -> None:
+def carry_to_next_page(request: HttpRequest, response: HttpResponseBase) -> bool:
     """Set the cookie for a cleanup that this response does not show (noted in this request, or
     changed by a login in it); delete it once a page has shown it, or when it is no longer
-    valid."""
+    valid. Whether the response is about this browser's cleanup (it renders it, or sets or
+    deletes the cookie): then no cache may keep it for others."""
     state = _state(request)
     cleanup = pending_cleanup(request)
     shown = state.rendered and _is_html_page(response)
@@ -163,3 +165,4 @@ def carry_to_next_page(request: HttpRequest, response: HttpResponseBase) -> None
             domain=django_settings.SESSION_COOKIE_DOMAIN,
             samesite="Lax",
         )
+    return state.rendered or LOGOUT_COOKIE in response.cookies

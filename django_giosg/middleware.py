@@ -15,19 +15,21 @@ It keeps the session's binding in step with the session (see
   (sliding expiry, ``set_expiry()``), the link's recorded expiry follows, for ``giosg_sweep``.
   This costs no query on other requests.
 
-After a logout or a bind, once the view's transaction has committed, it makes sure no binding
-outlives its session when another request of the same session races this one:
+After a logout or a capture, once the view's transaction has committed, it makes sure no binding
+outlives its session when another request of the same browser races this one (the receivers and
+the view note what to check, :mod:`django_giosg.request_notes`):
 
-- after a logout, the user's links made in this browser are released again: a capture or a login
-  of the same session may have bound a visitor after the receiver released them;
-- after a capture or a login bound a visitor, the session is read again from its store: if a
-  logout in another request deleted it meanwhile, the binding is released.
+- after a logout, every live link made in this browser is released: a capture or a login racing
+  the logout may have bound a visitor the logout's session did not know of;
+- after a capture bound a visitor, the session is read again from its store: if a logout in
+  another request deleted it meanwhile, the binding is released.
 
 It sets the browser's device cookie when the request used it (see :mod:`django_giosg.device`),
 and carries the browser's share of an ending to the next page (see
 :mod:`django_giosg.browser_logout`): after a logout, a user switch or a session that lost its
-user, and on the first page of a browser (without a bound session) whose expired binding the
-sweep detached.
+user, and on the first page of a browser (without a bound session) whose binding ended while it
+was away. Responses that set these cookies, or render the cleanup, are marked private and vary on
+``Cookie``, so that no cache hands them to another browser.
 
 Install it after ``SessionMiddleware`` and ``AuthenticationMiddleware`` (a system check says so).
 It is sync- and async-capable: under ASGI Django calls it without adapting it, and only its
@@ -40,7 +42,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
@@ -48,27 +49,14 @@ from django.conf import settings as django_settings
 from django.contrib import auth
 from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest, HttpResponseBase
+from django.utils.cache import patch_cache_control, patch_vary_headers
 
-from . import browser_logout, device, session, tasks
+from . import browser_logout, device, request_notes, session, tasks
 from .conf import get_settings
 from .errors import GiosgConfigurationError
 from .limits import request_budget
 
 logger = logging.getLogger(__name__)
-
-_BEFORE = "_django_giosg_before"
-_AFTER = "_django_giosg_after"
-
-
-@dataclass(frozen=True)
-class _Before:
-    """What the session held when the request came in. Read before anything evaluates
-    ``request.user``, which flushes a session whose password hash no longer verifies."""
-
-    visitor_id: str | None = None
-    rooms: list[str] = field(default_factory=list)
-    binding: session.SessionBinding | None = None
-    user_key: str | None = None  # the user id django.contrib.auth keeps in the session
 
 
 @contextmanager
@@ -90,7 +78,7 @@ def _remember_visitor(request: HttpRequest) -> None:
     try:
         with _peek(store):
             user_key = store.get(auth.SESSION_KEY)
-            before = _Before(
+            before = request_notes.Before(
                 session.get_visitor_id(store),
                 session.get_browser_rooms(store),
                 session.get_binding(store),
@@ -98,83 +86,56 @@ def _remember_visitor(request: HttpRequest) -> None:
             )
     except GiosgConfigurationError:
         return  # reported by the system checks; never break the site over it
-    setattr(request, _BEFORE, before)
-
-
-def visitor_before_view(request: HttpRequest) -> tuple[str | None, list[str]]:
-    """The visitor id and browser rooms the session held when the request came in."""
-    before: _Before = getattr(request, _BEFORE, _Before())
-    return before.visitor_id, before.rooms
-
-
-def binding_before_view(request: HttpRequest) -> session.SessionBinding | None:
-    """The binding the session held when the request came in (``login()`` of another user
-    flushes it before ``user_logged_in``)."""
-    before: _Before = getattr(request, _BEFORE, _Before())
-    return before.binding
+    request_notes.note_before_view(request, before)
 
 
 def _before_view(request: HttpRequest) -> None:
     _remember_visitor(request)
     try:
-        _close_swept_binding(request)
+        _close_ended_binding(request)
     except Exception:
         logger.exception("django-giosg could not look for this browser's ended bindings")
 
 
-def _close_swept_binding(request: HttpRequest) -> None:
-    """A browser without a bound session whose binding the sweep detached (its session expired)
-    closes the chat window on this page (see :mod:`django_giosg.browser_logout`). One query, on
-    the requests of such browsers only (those with a device cookie)."""
-    before: _Before | None = getattr(request, _BEFORE, None)
+def _close_ended_binding(request: HttpRequest) -> None:
+    """A browser without a bound session, whose binding ended while it was away (the sweep
+    detached it, or another browser took its expired binding over), closes the chat window on
+    this page (see :mod:`django_giosg.browser_logout`). Asked only by page navigations of
+    browsers whose device cookie says they may have such a binding: one query, until the
+    binding's end has been handed out."""
+    before = request_notes.before_view(request)
     if before is None or before.binding is not None or not get_settings().enabled:
         return
-    known = device.known_device(request)
-    if known is not None and tasks.take_browser_closes(known):
+    here = device.device_with_binding(request)
+    if here is None or not _navigates(request):
+        return
+    closes = tasks.take_browser_closes(here)
+    if closes.close:
         browser_logout.note_close(request)
+    if not closes.live:
+        device.note_binding(request, False)  # nothing more to learn: no more queries
 
 
-@dataclass
-class _After:
-    """What the view asked to check once its transaction has committed (see the module)."""
-
-    logouts: list[tuple[object, str]] = field(default_factory=list)  # (user id, device)
-    bound: list[int] = field(default_factory=list)  # links bound in this request
-
-
-def _after(request: HttpRequest) -> _After:
-    after: _After | None = getattr(request, _AFTER, None)
-    if after is None:
-        after = _After()
-        setattr(request, _AFTER, after)
-    return after
+def _navigates(request: HttpRequest) -> bool:
+    """Whether the request loads a page (not a script's fetch, whose answer renders nothing)."""
+    if request.method != "GET":
+        return False
+    destination = request.headers.get("Sec-Fetch-Dest")
+    if destination is not None:
+        return destination == "document"
+    accept = request.headers.get("Accept")
+    return accept is None or "text/html" in accept
 
 
-def release_after_view(request: HttpRequest, user_id: object, browser: str) -> None:
-    """At logout: release ``user_id``'s links made in ``browser`` once more after the view."""
-    _after(request).logouts.append((user_id, browser))
-
-
-def keep_after_view(request: HttpRequest) -> None:
-    """A login in this request, after a logout in it: its binding stays (no release after the
-    view)."""
-    _after(request).logouts.clear()
-
-
-def confirm_after_view(request: HttpRequest, link_id: int | None) -> None:
-    """A capture or login bound ``link_id``: release it after the view if the session was
-    deleted meanwhile (a logout in another request)."""
-    if link_id is not None:
-        _after(request).bound.append(link_id)
-
-
-def _settle(request: HttpRequest) -> None:
-    """The checks of :class:`_After`, after the view's transaction has committed."""
-    after: _After | None = getattr(request, _AFTER, None)
+def _settle(request: HttpRequest, response: HttpResponseBase) -> None:
+    """The checks noted for after the view (:class:`request_notes.After
+    <django_giosg.request_notes.After>`), once its transaction has committed."""
+    after = request_notes.after_view(request)
     if after is None or not get_settings().enabled:
         return
-    for user_id, browser in after.logouts:
-        tasks.release_device(user_id, browser)
+    if response.status_code < 500:  # a failed logout may have been rolled back
+        for released in after.released_devices:
+            tasks.release_device(released)
     store: SessionBase | None = getattr(request, "session", None)
     if after.bound and store is not None and session.still_stored(store) is False:
         logger.info("django-giosg: the session was deleted while it bound a visitor; released")
@@ -189,14 +150,14 @@ def _keep_binding(request: HttpRequest, response: HttpResponseBase) -> None:
     except Exception:
         logger.exception("django-giosg could not keep the session's binding in step")
     try:
-        _settle(request)
+        _settle(request, response)
     except Exception:
         logger.exception("django-giosg could not check the session's bindings after the view")
 
 
 def _keep_binding_in_step(request: HttpRequest, response: HttpResponseBase) -> None:
     store: SessionBase | None = getattr(request, "session", None)
-    before: _Before | None = getattr(request, _BEFORE, None)
+    before = request_notes.before_view(request)
     if store is None or before is None or not get_settings().enabled:
         return
     # (a login or logout in this request was handled by the receivers)
@@ -211,7 +172,9 @@ def _keep_binding_in_step(request: HttpRequest, response: HttpResponseBase) -> N
                 unbound = session.get_binding(store) is None  # the capture view may have bound
             if unbound and _is_user(request, before.user_key):
                 plan = tasks.bind_session(request.user, store, device.device_of(request))
-                confirm_after_view(request, plan.attach)
+                if not plan.refused:
+                    device.note_binding(request, True)
+                    request_notes.confirm_after_view(request, plan.attach)
     _refresh_expiry(store, response)
 
 
@@ -243,9 +206,12 @@ def _refresh_expiry(store: SessionBase, response: HttpResponseBase) -> None:
 
 
 def _to_browser(request: HttpRequest, response: HttpResponseBase) -> None:
-    """The cookies: the device's, and the browser's share of an ending."""
-    device.set_device_cookie(request, response)
-    browser_logout.carry_to_next_page(request, response)
+    """The cookies: the device's, and the browser's share of an ending; a response about this
+    browser must not be cached for others."""
+    set_device = device.set_device_cookie(request, response)
+    if browser_logout.carry_to_next_page(request, response) or set_device:
+        patch_vary_headers(response, ("Cookie",))
+        patch_cache_control(response, private=True)
 
 
 _GetResponse = Callable[[HttpRequest], HttpResponseBase]

@@ -171,6 +171,11 @@ class VisitorLeaseManager(models.Manager["VisitorLease"]):
         return _where_written(self, super().get_queryset())
 
 
+class VisitorOriginManager(models.Manager["VisitorOrigin"]):
+    def get_queryset(self) -> models.QuerySet[VisitorOrigin]:
+        return _where_written(self, super().get_queryset())
+
+
 class VisitorLink(models.Model):
     """One giosg visitor bound to one user, from login (or capture) until it is detached."""
 
@@ -259,9 +264,7 @@ class VisitorLink(models.Model):
         """Whether this link holds its visitor for another browser than ``device`` whose session
         has not ended by ``ended_by``: then no other user may take the visitor over. A link
         with no device (made before migration 0003) counts as another browser's."""
-        if self.state not in LIVE_STATES:
-            return False
-        if self.device and self.device == device:
+        if self.state not in LIVE_STATES or self.device == device:
             return False
         expires = self.session_expires_at
         return expires is None or expires > ended_by
@@ -431,3 +434,21 @@ class VisitorLease(models.Model):
 
     def __str__(self) -> str:
         return f"lease on visitor {self.visitor_id}"
+
+
+class VisitorOrigin(models.Model):
+    """The browser a visitor id belongs to: the first that reported it (giosg gives each browser
+    its own visitor id). Only that browser may bind the visitor to a user, so that knowing
+    somebody's visitor id does not let anyone put their name on it or end its chats. It lapses
+    when that browser has not reported the id for ``SESSION_COOKIE_AGE``."""
+
+    visitor_id = models.CharField(max_length=128, unique=True)
+    #: The digest of the browser's device cookie (:mod:`django_giosg.device`).
+    device = models.CharField(max_length=64)
+    #: When that browser last reported (or bound) the id.
+    seen_at = models.DateTimeField()
+
+    objects = VisitorOriginManager()
+
+    def __str__(self) -> str:
+        return f"origin of visitor {self.visitor_id}"

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
 
-from django.contrib.sessions.backends import signed_cookies
+from django.contrib.sessions.backends import db, signed_cookies
 from django.contrib.sessions.backends.base import SessionBase
+from django.db import router
 
 from .conf import get_settings
 
@@ -22,11 +23,13 @@ SESSION_KEY = "django_giosg.visitor_id"
 ROOMS_SESSION_KEY = "django_giosg.rooms"
 CAPTURES_SESSION_KEY = "django_giosg.captures"
 BINDING_SESSION_KEY = "django_giosg.binding"
+DEVICE_SESSION_KEY = "django_giosg.device"
 
 CAPTURE_WINDOW = 3600.0  # seconds: CAPTURE_RATE counts distinct ids in a sliding hour
 
 # Whatever VISITOR_ID_PATTERN allows: unreserved URL characters only, never "." or "..".
 _PATH_SAFE = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,127}")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 # What the functions below read and write: Django's session, or a plain dict in tests.
@@ -118,7 +121,13 @@ def record_capture(session: Session, visitor_id: str, now: float) -> None:
 
 
 # The keys django-giosg keeps in a session.
-_OUR_KEYS = (SESSION_KEY, ROOMS_SESSION_KEY, CAPTURES_SESSION_KEY, BINDING_SESSION_KEY)
+_OUR_KEYS = (
+    SESSION_KEY,
+    ROOMS_SESSION_KEY,
+    CAPTURES_SESSION_KEY,
+    BINDING_SESSION_KEY,
+    DEVICE_SESSION_KEY,
+)
 
 
 _MODIFIED = "django_giosg.modified"  # (in a snapshot only: whether the session was modified)
@@ -158,7 +167,26 @@ def still_stored(store: SessionBase) -> bool | None:
     key = store.session_key
     if key is None or isinstance(store, signed_cookies.SessionStore):
         return None
-    return store.exists(key)
+    if isinstance(store, db.SessionStore):  # (and cached_db) asked where it is written: a
+        # replica that lags would not have a session this request has just created
+        sessions = store.model._default_manager.using(router.db_for_write(store.model))
+        stored: bool = sessions.filter(session_key=key).exists()
+        return stored
+    return bool(store.exists(key))
+
+
+def get_device(session: Session) -> str | None:
+    """The device digest the session noted (see :func:`django_giosg.device.known_device`)."""
+    value = session.get(DEVICE_SESSION_KEY)
+    if isinstance(value, str) and _DIGEST.fullmatch(value):
+        return value
+    return None
+
+
+def note_device(session: Session, device: str) -> None:
+    """Note the browser's device digest in its session (written only when it changes)."""
+    if session.get(DEVICE_SESSION_KEY) != device:
+        session[DEVICE_SESSION_KEY] = device
 
 
 # -- the session's binding ------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from .client import get_client
 from .conf import GiosgSettings, get_settings
 from .limits import call_limits
 from .models import Action, VisitorLink, write_db
-from .services import links, rooms, workflows
+from .services import links, origins, rooms, workflows
 from .services import sweep as sweeping
 from .services.results import Result
 
@@ -120,13 +120,13 @@ def bind_visitor(
     user: Any,
     visitor_id: str,
     *,
-    device: str = "",
+    device: str,
     browser_rooms: Sequence[str] = (),
     session_expires_at: datetime | None = None,
 ) -> links.BindPlan:
     """Bind ``visitor_id`` to ``user`` from the browser ``device`` and attach it once the
-    transaction commits; an older binding of the visitor is detached first, or, when it is
-    another browser's live binding, nothing is bound (see :func:`links.bind
+    transaction commits; an older binding of the visitor is detached first, or, when the
+    visitor belongs to another browser, nothing is bound (see :func:`links.bind
     <django_giosg.services.links.bind>`)."""
     settings = get_settings()
     if not settings.enabled:
@@ -149,9 +149,8 @@ def bind_session(user: Any, store: SessionBase, device: str) -> links.BindPlan:
     ``device``, noting the binding and the session's expiry in the session (see
     :class:`~django_giosg.session.SessionBinding`).
 
-    When another browser's live session holds the visitor (the plan says ``refused``), the
-    session forgets the visitor id: the page's capture script then posts it again, and binds it
-    once it is free (a 409 until then), instead of every request asking again."""
+    When the visitor belongs to another browser (the plan says ``refused``), the session forgets
+    the visitor id, so that no later request of it asks again."""
     visitor_id = session.get_visitor_id(store)
     if visitor_id is None or not get_settings().enabled:
         return links.BindPlan()  # nothing to bind, or nothing to tell giosg
@@ -183,19 +182,29 @@ def release_visitor(visitor_id: str, user_id: object) -> None:
         _enqueue_on_commit(detach_task, links.release_visitor(visitor_id, user_id, settings))
 
 
-def release_device(user_id: object, device: str) -> None:
-    """``user_id`` logged out in the browser ``device``: release their links made there and
-    detach them."""
+def release_device(device: str) -> None:
+    """A logout in the browser ``device``: release the live links made there and detach them."""
     settings = get_settings()
     if settings.enabled:
-        _enqueue_on_commit(detach_task, links.release_device(user_id, device, settings))
+        _enqueue_on_commit(detach_task, links.release_device(device, settings))
 
 
-def take_browser_closes(device: str) -> bool:
-    """Whether the browser ``device`` is to close the chat window of a binding that ended while
-    it was away (see :func:`links.take_browser_closes
-    <django_giosg.services.links.take_browser_closes>`)."""
-    return get_settings().enabled and links.take_browser_closes(device)
+def take_browser_closes(device: str) -> links.BrowserCloses:
+    """What the browser ``device``, without a bound session, has to learn of its bindings (see
+    :func:`links.take_browser_closes <django_giosg.services.links.take_browser_closes>`)."""
+    if not get_settings().enabled:
+        return links.BrowserCloses(close=False, live=False)
+    return links.take_browser_closes(device)
+
+
+def claim_visitor(visitor_id: str, device: str, user_id: object = None) -> bool:
+    """Whether ``visitor_id`` belongs to the browser ``device``, whose user is ``user_id``
+    (claimed for it if no browser has it; see :func:`origins.claim_visitor
+    <django_giosg.services.origins.claim_visitor>`). Always ``True`` while GIOSG is disabled."""
+    settings = get_settings()
+    if not settings.enabled:
+        return True
+    return origins.claim_visitor(visitor_id, device, settings, user_id=user_id)
 
 
 def release_user(user_id: object) -> None:

@@ -1,9 +1,8 @@
 """The capture endpoint: the browser reports the giosg visitor id, the session keeps it.
 
 Checks run in a fixed order (method 405, CSRF 403, size 413, parsing and validation 400, rate
-429, then 409 for a logged-in user's capture of a visitor id that another browser's live session
-holds), and a rejected request changes nothing: the session is untouched and giosg is not
-called.
+429, then 409 for a visitor id that belongs to another browser), and a rejected request changes
+nothing: the session is untouched and giosg is not called.
 """
 
 from __future__ import annotations
@@ -24,9 +23,10 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
-from . import browser_logout, device, middleware, session, tasks
+from . import browser_logout, device, request_notes, session, tasks
 from .conf import GiosgSettings, get_settings
 from .errors import GiosgError
+from .logs import short_id
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,9 @@ class _Rejected(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+_ANOTHER_BROWSERS = _Rejected(409, "this visitor id belongs to another browser")
 
 
 @csrf_exempt  # from the middleware only: the check runs below, after the method's
@@ -81,28 +84,42 @@ def _capture(request: HttpRequest) -> HttpResponse:
     store = request.session
     previous = session.get_visitor_id(store)
     saved = session.snapshot(store)
+    if visitor_id != previous and not _claim(request, visitor_id):
+        session.restore(store, saved)
+        return _rejection(_ANOTHER_BROWSERS)
     if session.set_visitor_id(store, visitor_id, _owned_rooms(rooms, settings)):
         session.record_capture(store, visitor_id, now)
-        bound = not (settings.enabled and request.user.is_authenticated) or _bind(
-            request, previous, visitor_id
-        )
-        if not bound:
-            session.restore(store, saved)
-            return _rejection(
-                _Rejected(409, "this visitor id is bound to another browser's session")
-            )
+        if settings.enabled and request.user.is_authenticated:
+            bound = _bind(request, previous, visitor_id)
+            if not bound:
+                session.restore(store, saved)
+                return _rejection(_ANOTHER_BROWSERS)
     return HttpResponse(status=204)
+
+
+def _claim(request: HttpRequest, visitor_id: str) -> bool:
+    """Whether a visitor id new to this session belongs to this browser (see
+    :func:`tasks.claim_visitor <django_giosg.tasks.claim_visitor>`)."""
+    user_id = request.user.pk if request.user.is_authenticated else None
+    if tasks.claim_visitor(visitor_id, device.device_of(request), user_id):
+        return True
+    logger.info(
+        "django-giosg refused a capture: visitor %s belongs to another browser",
+        short_id(visitor_id),
+    )
+    return False
 
 
 def _bind(request: HttpRequest, previous: str | None, visitor_id: str) -> bool:
     """A logged-in user's capture: the id (new, or with new rooms) is attached, and a changed id
-    detaches the old one. ``False`` when the id is another browser's live binding: then nothing
+    detaches the old one. ``False`` when the id belongs to another browser: then nothing
     changed. An error is logged, never fails the capture."""
     try:
         plan = tasks.bind_session(request.user, request.session, device.device_of(request))
         if plan.refused:
             return False
-        middleware.confirm_after_view(request, plan.attach)
+        device.note_binding(request, True)
+        request_notes.confirm_after_view(request, plan.attach)
         if plan.switched:
             browser_logout.note_close(request)
         if previous is not None and previous != visitor_id:

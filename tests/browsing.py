@@ -26,6 +26,7 @@ VISITOR = "08119566026a4e1194a7a3244c90f925"
 OTHER_VISITOR = "8a60b202474547dbb8ce19737e4c166f"
 PASSWORD = "pw-not-in-logs-1815"
 VISITORS = [f"{n:032x}" for n in range(1, 9)]
+DEVICE = "e" * 64  # the device digest of the browser behind the links tests bind directly
 HOUR = timedelta(hours=1)
 
 
@@ -89,7 +90,7 @@ def attached(
 ) -> VisitorLink:
     """A visitor with an open chat, bound to ``user`` and attached (its task ran at commit)."""
     sim.seed_visitor(visitor_id, rooms=sim.room_ids[:1], open_chats=1)
-    tasks.bind_visitor(user, visitor_id, session_expires_at=expires_at)
+    tasks.bind_visitor(user, visitor_id, device=DEVICE, session_expires_at=expires_at)
     link: VisitorLink = VisitorLink.objects.get(visitor_id=visitor_id, user=user)
     assert link.state == State.ATTACHED
     return link

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, iscoroutinefunction
+from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.test import AsyncClient, Client, RequestFactory
@@ -16,8 +17,9 @@ from django.utils import timezone
 from django_giosg import limits, middleware, session, tasks
 from django_giosg.browser_logout import LOGOUT_COOKIE
 from django_giosg.limits import CallLimits
-from django_giosg.middleware import GiosgMiddleware, visitor_before_view
+from django_giosg.middleware import GiosgMiddleware
 from django_giosg.models import State
+from django_giosg.request_notes import visitor_before_view
 from django_giosg.session import SESSION_KEY
 from django_giosg.testing import GiosgSimulator
 
@@ -92,9 +94,7 @@ def test_errors_of_the_checks_before_and_after_the_view_never_break_the_page(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     browser = Browser()
-    browser.capture()
     browser.login(make_user("ann"))
-    browser.logout()
 
     def broken(*args: object) -> bool:
         raise RuntimeError("the database went away")
@@ -102,9 +102,9 @@ def test_errors_of_the_checks_before_and_after_the_view_never_break_the_page(
     monkeypatch.setattr(tasks, "take_browser_closes", broken)
     monkeypatch.setattr(session, "still_stored", broken)
     with caplog.at_level(logging.ERROR, "django_giosg"):
-        assert browser.http.get("/data/").status_code == 200  # no binding: looks for closes
-        browser.capture()
-        browser.login(make_user("bob"))  # a bind: its session is read again after the view
+        browser.capture()  # a bind: its session is read again after the view
+        browser.http.cookies.pop(settings.SESSION_COOKIE_NAME)  # the session ended
+        assert browser.http.get("/").status_code == 200  # no binding: looks for closes
     assert "could not look for this browser's ended bindings" in caplog.text
     assert "could not check the session's bindings after the view" in caplog.text
 

@@ -16,8 +16,8 @@ from django_giosg import (
     tasks,
 )
 from django_giosg.conf import get_settings
-from django_giosg.models import State, VisitorLink
-from django_giosg.services import workflows
+from django_giosg.models import State, VisitorLink, VisitorOrigin
+from django_giosg.services import links, workflows
 from django_giosg.services.results import Result
 from django_giosg.testing import GiosgSimulator
 
@@ -70,7 +70,7 @@ def test_a_task_that_cannot_be_enqueued_is_left_to_the_sweep(
 def test_entry_points_change_nothing_while_disabled(settings: Any) -> None:
     settings.GIOSG = {"ENABLED": False}
     user = get_user_model().objects.create_user("ann")
-    tasks.bind_visitor(user, VISITOR)
+    tasks.bind_visitor(user, VISITOR, device="d" * 64)
     assert not VisitorLink.objects.exists()
 
 
@@ -84,8 +84,10 @@ def test_entry_helpers_do_nothing_while_disabled(settings: Any) -> None:
     tasks.bind_session(ann, store, "d" * 64)
     tasks.follow_session_expiry(VISITOR, str(ann.pk), timezone.now())
     tasks.release_visitor(VISITOR, ann.pk)
-    tasks.release_device(ann.pk, "d" * 64)
-    assert not tasks.take_browser_closes("d" * 64)
+    tasks.release_device("d" * 64)
+    assert tasks.take_browser_closes("d" * 64) == links.BrowserCloses(close=False, live=False)
+    assert tasks.claim_visitor(VISITOR, "d" * 64)
+    assert not VisitorOrigin.objects.exists()
     assert session.get_binding(store) is None
     link.refresh_from_db()
     assert (link.state, link.session_expires_at) == (State.ATTACHED, None)

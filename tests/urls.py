@@ -3,8 +3,9 @@
 import secrets
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model, login, logout
 from django.contrib.auth import views as auth_views
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseServerError, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import include, path
 
@@ -48,6 +49,19 @@ def go(request: HttpRequest) -> HttpResponse:
     return redirect("/")
 
 
+def switch_to(request: HttpRequest, username: str) -> HttpResponse:
+    """Log out, then log in as ``username``, in one request (as a staff "log in as" does)."""
+    logout(request)
+    login(request, get_user_model().objects.get(username=username))
+    return redirect("/")
+
+
+def logout_then_fail(request: HttpRequest) -> HttpResponse:
+    """A logout whose view then fails (with ``ATOMIC_REQUESTS`` it would be rolled back)."""
+    logout(request)
+    return HttpResponseServerError("the view failed")
+
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("giosg/", include("django_giosg.urls")),
@@ -64,5 +78,7 @@ urlpatterns = [
     path("whoami/", whoami),
     path("set-expiry/<int:seconds>/", set_expiry),
     path("cycle-key/", cycle_key),
+    path("switch-to/<str:username>/", switch_to),
+    path("logout-then-fail/", logout_then_fail),
     path("", page, name="page"),
 ]

@@ -1,20 +1,34 @@
-"""A binding belongs to its browser: the device that made a link, and a browser close still due.
+"""A binding belongs to its browser: the device that made a link, a browser close still due, and
+the browser each visitor id belongs to.
 
-Links made before this migration have no device (``""``): another user's login or capture may
-take them over only once their session has ended, as for any other device's.
+Links made before this migration have no device (``""``): another browser's login or capture may
+take them over only once their session has ended, as for any other browser's. Visitor ids get
+their browser when one next reports or binds them.
 """
 
-from django.conf import settings
 from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [
         ("django_giosg", "0002_live_visitor_id"),
-        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
+        migrations.CreateModel(
+            name="VisitorOrigin",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("visitor_id", models.CharField(max_length=128, unique=True)),
+                ("device", models.CharField(max_length=64)),
+                ("seen_at", models.DateTimeField()),
+            ],
+        ),
         migrations.AddField(
             model_name="visitorlink",
             name="close_in_browser",

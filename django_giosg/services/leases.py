@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 
 from .. import clock
 from ..client import GiosgClient
+from ..logs import short_id
 from ..models import VisitorLease, write_db
 
 LEASE_POLL = 0.05  # seconds between two tries to take a visitor's lease
@@ -60,7 +61,7 @@ def visitor_lease(visitor_id: str, client: GiosgClient, deadline: float) -> Iter
             break
         if left <= LEASE_POLL:
             raise VisitorBusy(
-                f"another attach or detach of visitor {visitor_id} was still running"
+                f"another attach or detach of visitor {short_id(visitor_id)} was still running"
             )
         client.pause(LEASE_POLL)
     try:

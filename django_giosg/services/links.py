@@ -1,4 +1,5 @@
-"""The link rows' changes that entry points ask for: bind, release, reset, follow the expiry.
+"""The link rows' changes that entry points ask for: bind, release, reset, follow the expiry,
+and hand a browser the closes of its bindings that ended while it was away.
 
 These change rows only, never call giosg: the tasks then attach or detach the links returned.
 Each change is one of the transitions of :class:`~django_giosg.models.VisitorLink`.
@@ -13,11 +14,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from .. import clock
 from ..conf import GiosgSettings
 from ..logs import short_id
-from ..models import State, VisitorLink, VisitorLinkQuerySet, write_db
+from ..models import LIVE_STATES, State, VisitorLink, VisitorLinkQuerySet, write_db
+from .origins import claim_visitor
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ class BindPlan:
 
     attach: int | None = None
     detach: list[int] = field(default_factory=list)
-    #: Nothing was bound: the visitor is another browser's binding, and its session lives.
+    #: Nothing was bound: the visitor id belongs to another browser, or is its live binding.
     refused: bool = False
     #: A binding of another user made from the same browser was superseded (a user switch).
     switched: bool = False
@@ -58,24 +61,28 @@ def bind(
     visitor_id: str,
     settings: GiosgSettings,
     *,
-    device: str = "",
+    device: str,
     browser_rooms: Sequence[str] = (),
     session_expires_at: datetime | None = None,
 ) -> BindPlan:
     """Bind ``visitor_id`` to ``user`` from the browser ``device``: a new ``pending_attach``
     link, or the user's live link with the new browser rooms.
 
-    A live link of another user is superseded (it becomes ``pending_detach`` and is returned to
-    be detached first) only when it was made from the same browser (a user switch) or its
-    session has ended (see :meth:`VisitorLink.held_elsewhere
-    <django_giosg.models.VisitorLink.held_elsewhere>`). Otherwise nothing changes and the plan
-    says ``refused``: a visitor id is no secret, and knowing one must not let anybody end
-    another person's chats or put their own name on them.
+    Nothing changes, and the plan says ``refused``, when the visitor id belongs to another
+    browser (:func:`~django_giosg.services.origins.claim_visitor`) or is another browser's live
+    binding whose session has not ended (:meth:`VisitorLink.held_elsewhere
+    <django_giosg.models.VisitorLink.held_elsewhere>`, for links made before the origins were
+    recorded): a visitor id is no secret, and knowing one must not let anybody end another
+    person's chats or put their own name on them. A live link of another user made from this
+    browser (a user switch), or whose session has ended, is superseded: it becomes
+    ``pending_detach`` and is returned to be detached first.
 
     Two concurrent binds of one visitor cannot both create a live link (the unique
     ``live_visitor_id``); the loser reads the winner's link and applies the same rule to it.
     """
     plan = BindPlan()
+    if not claim_visitor(visitor_id, device, settings, user_id=user.pk):
+        return _refused(visitor_id)
     rooms = list(dict.fromkeys(browser_rooms)) if settings.use_browser_rooms else []
     for _attempt in range(BIND_TRIES):
         live = VisitorLink.objects.filter(visitor_id=visitor_id).live().first()
@@ -90,13 +97,8 @@ def bind(
             continue  # it changed meanwhile: look again
         if live is not None:
             if live.held_elsewhere(device, ended_by(settings)):
-                logger.warning(
-                    "django-giosg bound nothing: another browser's live session holds visitor %s",
-                    short_id(visitor_id),
-                )
-                plan.refused = True
-                return plan
-            here = bool(live.device) and live.device == device
+                return _refused(visitor_id)
+            here = live.device == device
             if live.supersede(stale_after(settings), close_in_browser=not here):
                 plan.detach.append(live.pk)
                 plan.switched = plan.switched or here
@@ -122,6 +124,13 @@ def bind(
     return plan
 
 
+def _refused(visitor_id: str) -> BindPlan:
+    logger.info(
+        "django-giosg bound nothing: visitor %s belongs to another browser", short_id(visitor_id)
+    )
+    return BindPlan(refused=True)
+
+
 def release_visitor(visitor_id: str, user_id: Any, settings: GiosgSettings) -> list[int]:
     """A session of ``user_id`` with ``visitor_id`` ended (logout, lost user, a user switch):
     the visitor's links of that user, and no one else's."""
@@ -129,30 +138,37 @@ def release_visitor(visitor_id: str, user_id: Any, settings: GiosgSettings) -> l
     return links.release(stale_after(settings))
 
 
-def release_device(user_id: Any, device: str, settings: GiosgSettings) -> list[int]:
-    """``user_id`` logged out in the browser ``device``: every live link of theirs made there,
+def release_device(device: str, settings: GiosgSettings) -> list[int]:
+    """A logout in the browser ``device``: every live link made there, whoever it binds and
     whatever visitor id the session held (a capture or login racing the logout may have bound
-    another). Links being detached already are left to their detach."""
-    links: VisitorLinkQuerySet = (
-        VisitorLink.objects.of_device(device).filter(user_id=user_id).live()
-    )
+    another; a browser has one session). Links being detached already are left to their
+    detach."""
+    links: VisitorLinkQuerySet = VisitorLink.objects.of_device(device).live()
     return links.release(stale_after(settings))
 
 
-def take_browser_closes(device: str) -> bool:
-    """Whether links of the browser ``device`` ended while it was away (an expired session): the
-    browser is to close the chat window now. Each is handed out once."""
-    ids = list(
+@dataclass(frozen=True)
+class BrowserCloses:
+    """What a browser without a bound session has to learn of its bindings."""
+
+    close: bool  #: one ended while it was away: close the chat window now (handed out once)
+    live: bool  #: one is still live (its end, once the sweep sees it, is still to come)
+
+
+def take_browser_closes(device: str) -> BrowserCloses:
+    """The closes due in the browser ``device`` (see :class:`BrowserCloses`)."""
+    rows = list(
         VisitorLink.objects.of_device(device)
-        .filter(close_in_browser=True)
-        .values_list("pk", flat=True)
+        .filter(Q(close_in_browser=True) | Q(state__in=LIVE_STATES))
+        .values_list("pk", "close_in_browser")
     )
-    if not ids:
-        return False
-    taken: int = VisitorLink.objects.filter(pk__in=ids, close_in_browser=True).update(
-        close_in_browser=False
-    )
-    return taken > 0
+    closing = [pk for pk, close in rows if close]
+    taken = 0
+    if closing:
+        taken = VisitorLink.objects.filter(pk__in=closing, close_in_browser=True).update(
+            close_in_browser=False
+        )
+    return BrowserCloses(close=taken > 0, live=len(closing) < len(rows))
 
 
 def release_user(user_id: Any, settings: GiosgSettings) -> list[int]:

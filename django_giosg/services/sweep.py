@@ -1,4 +1,5 @@
-"""The sweep: detach the links of expired sessions, retry due links, prune old ``detached`` links.
+"""The sweep: detach the links of expired sessions, retry due links, prune old ``detached`` links
+(and lapsed leases and visitor origins).
 
 Safe to run twice at once, in two processes: each link is taken by one sweep only
 (:func:`_claim_next`).
@@ -23,6 +24,7 @@ from ..models import Action, VisitorLink, VisitorLinkQuerySet, write_db
 from . import workflows
 from .leases import prune_leases
 from .links import stale_after
+from .origins import prune_origins
 from .results import Outcome, Result
 
 logger = logging.getLogger(__name__)
@@ -176,6 +178,7 @@ def sweep(
         _sweep_one(report, link, workflow, client, settings, limits)
     report.pruned, _ = _prunable(settings, now).delete()
     prune_leases(now)
+    prune_origins(now)
     return report
 
 

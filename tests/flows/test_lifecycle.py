@@ -202,28 +202,28 @@ def test_another_users_login_detaches_the_first_and_keeps_the_visitor(
     assert states == {"ann": State.DETACHED, "bob": State.ATTACHED}
 
 
-def test_one_visitor_on_two_devices_stays_with_the_live_session(
-    giosg: GiosgSimulator, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Replaces "the last login wins": a visitor id is no secret, so another browser's login
-    must not end the live session's chats or put another name on them (the security review's
-    finding 1). The login itself still succeeds."""
+def test_one_visitor_id_stays_with_the_browser_that_reported_it(giosg: GiosgSimulator) -> None:
+    """Replaces "the last login wins": a visitor id is no secret, so another browser's capture
+    or login must not end its chats or put another name on them (the security review's finding
+    1); giosg gives each browser its own id, so the id stays with its first browser."""
     giosg.seed_visitor(VISITOR, rooms=giosg.room_ids[:1], open_chats=1)
     ann, bob = make_user("ann"), make_user("bob")
     first, second = Browser(), Browser()
     first.capture()
     first.login(ann)
-    second.capture()
-    with caplog.at_level(logging.WARNING, "django_giosg"):
-        second.login(bob)  # a 302: logged in
-    assert "another browser's live session holds visitor" in caplog.text
+    refused = second.http.post(
+        "/giosg/visitor/", {"visitor_id": VISITOR}, content_type="application/json"
+    )
+    assert refused.status_code == 409
+    second.login(bob)  # a 302: logged in, with nothing to bind
     assert giosg.variables(VISITOR) == expected(giosg, ann, "ann")
     assert len(giosg.open_chats(VISITOR)) == 1
     assert dict(VisitorLink.objects.values_list("user__username", "state")) == {
         "ann": State.ATTACHED
     }
-    first.logout()  # the binding's session ends: the visitor is free again
-    second.capture()  # the next page's capture script posts the id the session forgot
+    first.logout()
+    first.capture()
+    first.login(bob)  # the browser the id belongs to binds it to whoever logs in there
     assert giosg.variables(VISITOR) == expected(giosg, bob, "bob")
 
 
@@ -233,9 +233,10 @@ def test_one_visitor_on_two_devices_stays_with_the_live_session(
 def test_two_concurrent_logins_end_with_one_attached_link(
     giosg: GiosgSimulator, round_: int, devices: str
 ) -> None:
-    """In one browser (two tabs of a kiosk) the later bind supersedes the earlier; in two
-    browsers the first bind keeps the visitor and the other login binds nothing (it used to be
-    "the last login wins"). Either way one link ends attached, with its user's variables only.
+    """In one browser (two tabs of a kiosk) the later bind supersedes the earlier. In two
+    browsers that both report the id (it used to be "the last login wins"), the first claim
+    keeps it: the users are logged in already and their captures race; the loser gets a 409.
+    Either way one link ends attached, with its user's variables only.
 
     The first login's four variables arrive late, the second's at once: without the lease on
     the visitor, the late ones would overwrite the second user's, or its undo delete them."""
@@ -244,15 +245,26 @@ def test_two_concurrent_logins_end_with_one_attached_link(
     browsers = [Browser(), Browser()]
     if devices == "one browser":
         same_device(*browsers)
-    for browser in browsers:
-        browser.capture()
+        for browser in browsers:
+            browser.capture()
+    else:
+        for browser, user in zip(browsers, users, strict=True):
+            browser.login(user)
     start = threading.Barrier(2)
     errors: list[BaseException] = []
+    captures: list[int] = []
 
     def log_in(browser: Browser, user: AbstractUser) -> None:
         try:
             start.wait()
-            browser.login(user)
+            if devices == "one browser":
+                browser.login(user)
+            else:
+                captures.append(
+                    browser.http.post(
+                        "/giosg/visitor/", {"visitor_id": VISITOR}, content_type="application/json"
+                    ).status_code
+                )
         except BaseException as err:  # reported below, in the test's thread
             errors.append(err)
         finally:
@@ -272,7 +284,8 @@ def test_two_concurrent_logins_end_with_one_attached_link(
     if devices == "one browser":
         assert set(others.values_list("state", flat=True)) <= {State.DETACHED}
     else:
-        assert not others.exists()  # the other login bound nothing
+        assert sorted(captures) == [204, 409]
+        assert not others.exists()  # the other capture bound nothing
     winner = attached[0].user
     assert winner is not None
     # exactly the winner's variables: none of the loser's, none lost

@@ -18,8 +18,8 @@ from django.test import override_settings
 
 from django_giosg.conf import get_settings
 from django_giosg.device import DEVICE_COOKIE
-from django_giosg.models import State, VisitorLink
-from django_giosg.session import BINDING_SESSION_KEY, CAPTURES_SESSION_KEY, SESSION_KEY
+from django_giosg.models import State, VisitorLink, VisitorOrigin
+from django_giosg.session import CAPTURES_SESSION_KEY, SESSION_KEY
 from django_giosg.testing import GiosgSimulator
 
 from ..browsing import (
@@ -60,13 +60,21 @@ def _user(username: str) -> Any:
     return get_user_model().objects.get(username=username)
 
 
+def with_visitor_in_session(browser: Browser) -> None:
+    """Put ``VISITOR`` in the browser's session directly, as no capture would."""
+    store = browser.http.session
+    store[SESSION_KEY] = VISITOR
+    store.save()
+    browser.http.cookies[django_settings.SESSION_COOKIE_NAME] = str(store.session_key)
+
+
 def post_capture(browser: Browser, visitor_id: str) -> Any:
     return browser.http.post(
         "/giosg/visitor/", {"visitor_id": visitor_id}, content_type="application/json"
     )
 
 
-def test_a_capture_of_another_browsers_live_visitor_is_refused_with_409(
+def test_a_capture_of_another_browsers_visitor_is_refused_with_409(
     giosg: GiosgSimulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Before: the attacker's capture superseded the victim's binding and ended her chats."""
@@ -82,13 +90,12 @@ def test_a_capture_of_another_browsers_live_visitor_is_refused_with_409(
 
     assert response.status_code == 409
     assert response["Content-Type"] == "application/json"
-    assert json.loads(response.content) == {
-        "error": "this visitor id is bound to another browser's session"
-    }
+    assert json.loads(response.content) == {"error": "this visitor id belongs to another browser"}
     assert giosg.requests() == calls  # nothing changed in giosg
     assert len(giosg.open_chats(VISITOR)) == 3
     assert giosg.variables(VISITOR) == expected(giosg, _user("ann"), "ann")
     assert dict(attacker.http.session.items()) == before  # the session is unchanged
+    assert django_settings.SESSION_COOKIE_NAME not in response.cookies  # and not saved again
     assert VISITOR not in caplog.text  # logs show visitor ids shortened
     states = dict(VisitorLink.objects.values_list("visitor_id", "state"))
     assert states == {VISITOR: State.ATTACHED, OTHER_VISITOR: State.ATTACHED}
@@ -109,14 +116,32 @@ def test_switching_back_and_forth_never_ends_the_victims_chats(giosg: GiosgSimul
     assert giosg.variables(VISITOR) == expected(giosg, _user("ann"), "ann")
 
 
-def test_an_anonymous_capture_and_logout_release_nobody_elses_binding(
-    giosg: GiosgSimulator,
-) -> None:
-    """Before: Django sent ``user_logged_out(user=None)`` and the app released every user's links
-    of the captured id (the victim's chats 2 → 0, her variables deleted)."""
+def test_an_anonymous_visitor_cannot_be_bound_by_another_browser(giosg: GiosgSimulator) -> None:
+    """The second read's finding: a visitor browsing anonymously has no binding to protect,
+    but its id is still its browser's. Else an attacker binds it (her name on the victim's
+    chats), ends its chats by logging out, and keeps the victim from binding it at login."""
+    giosg.seed_visitor(VISITOR, rooms=giosg.room_ids[:1], open_chats=2)
+    victim = Browser()
+    victim.capture()  # anonymous, chatting
+    attacker = Browser()
+    attacker.login(make_user("mallory"))
+    assert post_capture(attacker, VISITOR).status_code == 409
+    attacker.logout()
+    assert len(giosg.open_chats(VISITOR)) == 2
+    assert giosg.variables(VISITOR) == {}
+    victim.login(make_user("ann"))
+    assert giosg.variables(VISITOR) == expected(giosg, _user("ann"), "ann")
+
+
+def test_an_anonymous_logout_releases_nobody_elses_binding(giosg: GiosgSimulator) -> None:
+    """Before: with the victim's id in an anonymous session, the logout view sent
+    ``user_logged_out(user=None)`` and the app released every user's links of that id (the
+    victim's chats 2 → 0, her variables deleted). The capture now refuses the id (409); the
+    session here gets it as a session from before the upgrade could hold it."""
     victim_with_open_chats(giosg, chats=2)
     attacker = Browser()
-    attacker.capture(VISITOR)  # anonymous: accepted, binds nothing
+    assert post_capture(attacker, VISITOR).status_code == 409  # anonymous: refused too
+    with_visitor_in_session(attacker)
     response = attacker.http.post("/accounts/logout/")
     assert response.status_code == 302
     assert len(giosg.open_chats(VISITOR)) == 2
@@ -124,21 +149,19 @@ def test_an_anonymous_capture_and_logout_release_nobody_elses_binding(
     assert VisitorLink.objects.get().state == State.ATTACHED
 
 
-def test_a_login_with_another_browsers_live_visitor_succeeds_and_binds_nothing(
+def test_a_login_with_another_browsers_visitor_succeeds_and_binds_nothing(
     giosg: GiosgSimulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     victim_with_open_chats(giosg, chats=1)
     attacker = Browser()
-    attacker.capture(VISITOR)
+    with_visitor_in_session(attacker)  # as a session from before the upgrade may hold it
     with caplog.at_level(logging.WARNING, "django_giosg"):
         attacker.login(make_user("mallory"))  # asserts the 302 of a successful login
-    assert f"another browser's live session holds visitor {VISITOR[:6]}…" in caplog.text
+    assert f"the login bound nothing: visitor {VISITOR[:6]}… belongs to" in caplog.text
     assert len(giosg.open_chats(VISITOR)) == 1
     assert giosg.variables(VISITOR) == expected(giosg, _user("ann"), "ann")
-    # The session forgets the visitor id: no later request asks again, but the page's capture
-    # script posts it again, and gets a 409 while the victim's session lives.
+    # The session forgets the id: no later request of it asks again.
     assert SESSION_KEY not in attacker.http.session
-    assert attacker.http.session[BINDING_SESSION_KEY]["user"] == str(_user("mallory").pk)
     calls = giosg.requests()
     attacker.http.get("/")
     assert giosg.requests() == calls
@@ -147,35 +170,33 @@ def test_a_login_with_another_browsers_live_visitor_succeeds_and_binds_nothing(
     assert giosg.variables(VISITOR) == expected(giosg, _user("ann"), "ann")
 
 
-def test_a_refused_visitor_binds_once_the_other_session_has_ended(giosg: GiosgSimulator) -> None:
-    victim = victim_with_open_chats(giosg, chats=1)
-    other = Browser()
-    other.capture(VISITOR)
-    other.login(make_user("bob"))  # refused: binds nothing
-    assert post_capture(other, VISITOR).status_code == 409
-    victim.logout()
-    assert post_capture(other, VISITOR).status_code == 204  # the next page's capture
-    assert giosg.variables(VISITOR) == expected(giosg, _user("bob"), "bob")
-
-
-def test_a_refused_capture_does_not_save_the_session_again(giosg: GiosgSimulator) -> None:
+def test_a_live_binding_from_before_the_upgrade_is_kept_until_its_session_ends(
+    giosg: GiosgSimulator, link_clock: LinkClock
+) -> None:
+    """A visitor bound before 0003 has no recorded browser: its live link's browser keeps it
+    while that session lives; then another browser may claim it."""
     victim_with_open_chats(giosg, chats=1)
-    attacker = Browser()
-    attacker.login(make_user("mallory"))
-    response = post_capture(attacker, VISITOR)
-    assert response.status_code == 409
-    assert django_settings.SESSION_COOKIE_NAME not in response.cookies
+    VisitorOrigin.objects.all().delete()
+    VisitorLink.objects.update(device="")
+    other = Browser()
+    other.login(make_user("bob"))
+    assert post_capture(other, VISITOR).status_code == 409
+    assert not VisitorOrigin.objects.exists()  # a refused claim records nothing
+    link_clock.advance(14 * 24 * 3600 + get_settings().expiry_grace + 1)
+    assert post_capture(other, VISITOR).status_code == 204
+    assert giosg.variables(VISITOR) == expected(giosg, _user("bob"), "bob")
 
 
 def test_the_browser_of_an_expired_binding_that_another_browser_took_over_closes_too(
     giosg: GiosgSimulator, link_clock: LinkClock
 ) -> None:
     victim = victim_with_open_chats(giosg, chats=1)
+    VisitorOrigin.objects.all().delete()  # (or lapsed)
     victim.http.cookies.pop(django_settings.SESSION_COOKIE_NAME)  # her session expired
     link_clock.advance(14 * 24 * 3600 + get_settings().expiry_grace + 1)
     other = Browser()
-    other.capture(VISITOR)
-    other.login(make_user("bob"))  # before any sweep: the expired binding is taken over
+    other.login(make_user("bob"))
+    assert post_capture(other, VISITOR).status_code == 204  # takes the expired binding over
     assert giosg.variables(VISITOR) == expected(giosg, _user("bob"), "bob")
     assert 'data-mode="close"' in victim.http.get("/").content.decode()
     assert "logout.js" not in victim.http.get("/").content.decode()
@@ -191,9 +212,24 @@ def test_a_switch_in_the_browser_of_a_link_made_before_0003_still_works(
     kiosk.capture()
     kiosk.login(make_user("ann"))
     VisitorLink.objects.update(device="")
+    VisitorOrigin.objects.all().delete()
     kiosk.http.cookies.pop(DEVICE_COOKIE)
     kiosk.login(make_user("bob"))
     assert giosg.variables(VISITOR) == expected(giosg, _user("bob"), "bob")
+
+
+def test_a_user_logged_in_before_the_upgrade_logs_in_again_in_the_same_browser(
+    giosg: GiosgSimulator,
+) -> None:
+    browser = Browser()
+    browser.capture()
+    browser.login(make_user("ann"))
+    VisitorLink.objects.update(device="")
+    VisitorOrigin.objects.all().delete()
+    browser.http.cookies.pop(DEVICE_COOKIE)
+    browser.login(_user("ann"))  # the same user: her own binding
+    assert VisitorLink.objects.get().state == State.ATTACHED
+    assert VisitorLink.objects.get().device != ""
 
 
 def test_a_shared_kiosk_still_switches_users_at_once(giosg: GiosgSimulator) -> None:
@@ -229,31 +265,51 @@ def test_a_capture_after_a_logout_and_another_login_binds_the_new_user(
     assert giosg.variables(OTHER_VISITOR) == expected(giosg, _user("bob"), "bob")
 
 
-def test_the_device_cookie_is_set_when_a_browser_binds_and_survives_a_key_rotation(
+def test_the_device_cookie_is_set_when_a_browser_captures_or_logs_in(
     giosg: GiosgSimulator,
 ) -> None:
     browser = Browser()
     page = browser.http.get("/")
     assert DEVICE_COOKIE not in page.cookies  # a page that a cache may keep sets no cookie
-    browser.capture()
-    response = browser.login(make_user("ann"))
+    response = browser.http.post(
+        "/giosg/visitor/", {"visitor_id": VISITOR}, content_type="application/json"
+    )
     cookie = response.cookies[DEVICE_COOKIE]
     assert cookie["httponly"]
     assert cookie["samesite"] == "Lax"
     assert cookie["max-age"] == 365 * 24 * 3600
+    assert "private" in response["Cache-Control"]
+    assert "Cookie" in response["Vary"]
+    assert DEVICE_COOKIE not in browser.http.get("/").cookies
+    logged_in = browser.login(make_user("ann"))
+    assert logged_in.cookies[DEVICE_COOKIE].value.split(":")[0].endswith("+")  # bound
     link = VisitorLink.objects.get()
     token = cookie.value.split(":")[0]
     assert len(link.device) == 64
     assert token not in link.device  # a digest, never the token
-    assert django_settings.SESSION_COOKIE_NAME not in link.device
-    # A new SECRET_KEY, the old one a fallback: the same browser, so a user switch still works.
+    assert VisitorOrigin.objects.get().device == link.device
+    with override_settings(SESSION_COOKIE_SECURE=True):
+        assert Browser().login(make_user("bob")).cookies[DEVICE_COOKIE]["secure"]
+
+
+def test_the_device_survives_a_secret_key_rotation_with_the_old_key_as_a_fallback(
+    giosg: GiosgSimulator,
+) -> None:
+    browser = Browser()
+    browser.capture()
     rotated = {
         "SECRET_KEY": "a-new-secret-key-" + "x" * 40,
         "SECRET_KEY_FALLBACKS": [django_settings.SECRET_KEY],
     }
     with override_settings(**rotated):
-        browser.login(make_user("bob"))
-        assert giosg.variables(VISITOR) == expected(giosg, _user("bob"), "bob")
+        browser.http.cookies.pop(django_settings.SESSION_COOKIE_NAME)  # a new session, too
+        browser.login(make_user("ann"))
+        browser.capture()  # the same browser: its visitor
+        assert giosg.variables(VISITOR) == expected(giosg, _user("ann"), "ann")
+    with override_settings(SECRET_KEY="yet-another-key-" + "y" * 40):  # no fallback
+        other_session = Browser()
+        other_session.http.cookies[DEVICE_COOKIE] = browser.http.cookies[DEVICE_COOKIE].value
+        assert post_capture(other_session, VISITOR).status_code == 409
 
 
 def test_a_forged_device_cookie_is_another_browser(giosg: GiosgSimulator) -> None:
@@ -293,8 +349,8 @@ def test_no_log_line_shows_a_visitor_id_in_full(
     giosg.add_fault("delete_variable", status=500)
     with caplog.at_level(logging.DEBUG, "django_giosg"):
         attacker = Browser()
-        attacker.capture(VISITOR)
         attacker.login(make_user("mallory"))
+        assert post_capture(attacker, VISITOR).status_code == 409
         victim.logout()
         sweep()
     # (the simulator's access log stands for giosg's own, and shows what giosg was sent)
@@ -304,6 +360,6 @@ def test_no_log_line_shows_a_visitor_id_in_full(
         if not record.name.startswith("django_giosg.testing")
     )
     assert "retried in" in app  # the delete failed and was logged
-    assert "another browser's live session holds visitor" in app
+    assert "belongs to another browser" in app
     assert VISITOR not in app
     assert all(VISITOR not in link.last_error for link in VisitorLink.objects.all())

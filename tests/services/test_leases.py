@@ -30,7 +30,9 @@ def test_a_visitor_held_by_another_worker_is_retried_later(
     result = workflows.attach(
         link.pk, client, two_rooms(), limits=CallLimits(client.deadline_after(0.01))
     )
-    assert result.failed == [f"another attach or detach of visitor {VISITOR} was still running"]
+    assert result.failed == [
+        f"another attach or detach of visitor {VISITOR[:6]}… was still running"
+    ]
     assert len(mocked.calls) == 0
     link.refresh_from_db()
     assert link.state == State.PENDING_ATTACH

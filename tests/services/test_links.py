@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from django_giosg.models import State, VisitorLink, VisitorLinkQuerySet, write_db
-from django_giosg.services import links
+from django_giosg.models import State, VisitorLink, VisitorLinkQuerySet, VisitorOrigin, write_db
+from django_giosg.services import links, origins
 
 from ..browsing import HOUR
-from ..conftest import VISITOR
+from ..conftest import VISITOR, LinkClock
 from .conftest import ROOM_2, SHARED, link_for, two_rooms
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")]
@@ -42,19 +44,20 @@ def test_another_browser_cannot_take_over_a_live_binding(
     """Finding 1 of the security review: knowing a visitor id is not enough."""
     bob = get_user_model().objects.create_user("bob")
     first = links.bind(user, VISITOR, two_rooms(), device=KIOSK, session_expires_at=_in(HOUR))
-    with caplog.at_level(logging.WARNING, "django_giosg"):
+    with caplog.at_level(logging.INFO, "django_giosg"):
         second = links.bind(bob, VISITOR, two_rooms(), device=PHONE)
     assert second == links.BindPlan(refused=True)
     link = VisitorLink.objects.get()
     assert (link.pk, link.state, link.user) == (first.attach, State.PENDING_ATTACH, user)
     assert VISITOR not in caplog.text  # shortened in logs
-    assert f"visitor {VISITOR[:6]}…" in caplog.text
+    assert f"visitor {VISITOR[:6]}… belongs to another browser" in caplog.text
 
 
 @pytest.mark.parametrize("device", ["", PHONE], ids=["a link made before 0003", "another device"])
 def test_another_browser_takes_over_once_the_old_session_has_ended(
     user: AbstractUser, device: str
 ) -> None:
+    """A visitor whose browser was not recorded (bound before 0003, or its origin lapsed)."""
     bob = get_user_model().objects.create_user("bob")
     settings = two_rooms()
     grace = timedelta(seconds=settings.expiry_grace)
@@ -64,6 +67,7 @@ def test_another_browser_takes_over_once_the_old_session_has_ended(
     assert not plan.switched  # the old browser is not this one
     old.refresh_from_db()
     assert old.state == State.PENDING_DETACH
+    assert old.close_in_browser  # its browser closes the chat window on its next page
 
 
 def test_a_session_just_within_its_grace_still_holds_its_visitor(user: AbstractUser) -> None:
@@ -136,26 +140,28 @@ def test_release_visitor_touches_only_that_users_links(user: AbstractUser) -> No
     assert mine.state == State.DETACHED
 
 
-def test_release_device_releases_the_users_links_made_in_that_browser(
+def test_release_device_releases_every_live_link_made_in_that_browser(
     user: AbstractUser,
 ) -> None:
+    """A browser has one session: whoever a live link of it binds, its logout ends it (a login
+    of another user racing the logout may have bound one)."""
     bob = get_user_model().objects.create_user("bob")
     here = link_for(user, state=State.ATTACHED, device=KIOSK)
     elsewhere = VisitorLink.objects.create(
         visitor_id="e" * 32, user=user, state=State.ATTACHED, device=PHONE
     )
     bobs = VisitorLink.objects.create(
-        visitor_id="f" * 32, user=bob, state=State.ATTACHED, device=KIOSK
+        visitor_id="f" * 32, user=bob, state=State.PENDING_ATTACH, device=KIOSK
     )
     detaching = VisitorLink.objects.create(
         visitor_id="d" * 32, user=user, state=State.PENDING_DETACH, device=KIOSK, attempts=3
     )
-    assert links.release_device(user.pk, KIOSK, two_rooms()) == [here.pk]
+    assert sorted(links.release_device(KIOSK, two_rooms())) == sorted([here.pk, bobs.pk])
     states = dict(VisitorLink.objects.values_list("pk", "state"))
     assert states == {
         here.pk: State.PENDING_DETACH,
         elsewhere.pk: State.ATTACHED,
-        bobs.pk: State.ATTACHED,
+        bobs.pk: State.PENDING_DETACH,
         detaching.pk: State.PENDING_DETACH,
     }
     detaching.refresh_from_db()
@@ -163,10 +169,46 @@ def test_release_device_releases_the_users_links_made_in_that_browser(
 
 
 def test_browser_closes_are_handed_out_once_per_device(user: AbstractUser) -> None:
-    link_for(user, state=State.DETACHED, device=KIOSK, close_in_browser=True)
-    assert not links.take_browser_closes(PHONE)
-    assert links.take_browser_closes(KIOSK)
-    assert not links.take_browser_closes(KIOSK)
+    assert links.take_browser_closes(KIOSK) == links.BrowserCloses(close=False, live=False)
+    closed = link_for(user, state=State.DETACHED, device=KIOSK, close_in_browser=True)
+    live = VisitorLink.objects.create(
+        visitor_id="e" * 32, user=user, state=State.ATTACHED, device=KIOSK
+    )
+    assert links.take_browser_closes(PHONE) == links.BrowserCloses(close=False, live=False)
+    assert links.take_browser_closes(KIOSK) == links.BrowserCloses(close=True, live=True)
+    assert links.take_browser_closes(KIOSK) == links.BrowserCloses(close=False, live=True)
+    live.delete()
+    assert links.take_browser_closes(KIOSK) == links.BrowserCloses(close=False, live=False)
+    closed.refresh_from_db()
+    assert not closed.close_in_browser
+
+
+def test_a_visitor_id_belongs_to_the_browser_that_reported_it_first(user: AbstractUser) -> None:
+    """Finding 1, for a visitor browsing anonymously: no live binding, but its id still is its
+    browser's; another browser binds nothing (and so cannot end its chats by logging out)."""
+    bob = get_user_model().objects.create_user("bob")
+    assert origins.claim_visitor(VISITOR, KIOSK, two_rooms())  # the victim's anonymous capture
+    assert links.bind(bob, VISITOR, two_rooms(), device=PHONE) == links.BindPlan(refused=True)
+    assert not VisitorLink.objects.exists()
+    assert links.bind(user, VISITOR, two_rooms(), device=KIOSK).attach is not None
+
+
+def test_a_visitor_origin_lapses_when_its_browser_has_not_reported_it_for_a_session_age(
+    user: AbstractUser, link_clock: LinkClock
+) -> None:
+    start = link_clock.set(timezone.now())
+    assert origins.claim_visitor(VISITOR, KIOSK, two_rooms())
+    age = timedelta(seconds=django_settings.SESSION_COOKIE_AGE)
+    link_clock.set(start + age)
+    assert not origins.claim_visitor(VISITOR, PHONE, two_rooms())
+    assert origins.claim_visitor(
+        VISITOR, KIOSK, two_rooms()
+    )  # reported again: it stays the kiosk's
+    link_clock.set(start + 2 * age + timedelta(seconds=1))
+    assert origins.prune_origins(start + age) == 0
+    assert origins.claim_visitor(VISITOR, PHONE, two_rooms())  # lapsed: the phone's now
+    assert origins.prune_origins(start + 4 * age) == 1
+    assert not VisitorOrigin.objects.exists()
 
 
 def _in(delta: timedelta) -> datetime:
@@ -176,8 +218,9 @@ def _in(delta: timedelta) -> datetime:
 def test_bind_of_an_attached_link_only_reattaches_for_new_rooms(user: AbstractUser) -> None:
     settings = two_rooms(USE_BROWSER_ROOMS=True)
     link = link_for(user, state=State.ATTACHED, browser_rooms=[ROOM_2])
-    assert links.bind(user, VISITOR, settings, browser_rooms=[ROOM_2]).attach is None
-    assert links.bind(user, VISITOR, settings, browser_rooms=[SHARED]).attach == link.pk
+    bind = partial(links.bind, user, VISITOR, settings, device=KIOSK)
+    assert bind(browser_rooms=[ROOM_2]).attach is None
+    assert bind(browser_rooms=[SHARED]).attach == link.pk
     link.refresh_from_db()
     assert link.state == State.PENDING_ATTACH
     assert link.browser_rooms == [ROOM_2, SHARED]
@@ -217,6 +260,6 @@ def test_bind_gives_up_loudly_when_every_try_loses_a_race(
 
     monkeypatch.setattr(VisitorLink.objects, "create", always_taken)
     with caplog.at_level(logging.ERROR, "django_giosg"):
-        binding = links.bind(user, VISITOR, two_rooms())
+        binding = links.bind(user, VISITOR, two_rooms(), device=KIOSK)
     assert binding == links.BindPlan(attach=None, detach=[])
     assert f"Could not bind visitor {VISITOR[:6]}…" in caplog.text

@@ -30,6 +30,7 @@ from django_giosg.services.results import Result
 from django_giosg.testing import GiosgSimulator
 
 from ..browsing import (
+    DEVICE,
     HOUR,
     VISITOR,
     VISITORS,
@@ -54,7 +55,13 @@ def test_an_expired_pending_attach_is_detached_without_attaching(
     giosg.seed_visitor(VISITORS[0], rooms=giosg.room_ids[:1], open_chats=1)
     expires_at = timezone.now() + HOUR
     # bound at login, but the attach task was lost
-    links.bind(make_user("ann"), VISITORS[0], get_settings(), session_expires_at=expires_at)
+    links.bind(
+        make_user("ann"),
+        VISITORS[0],
+        get_settings(),
+        device=DEVICE,
+        session_expires_at=expires_at,
+    )
     link_clock.set(expires_at + timedelta(seconds=get_settings().expiry_grace))
     assert sweep() == (
         "giosg_sweep: 1 expired and 0 due link(s): 1 done, 0 to retry, 0 failed, 0 skipped; "
@@ -78,7 +85,9 @@ def test_a_lost_task_is_picked_up_after_pending_stale_after(
     giosg: GiosgSimulator, link_clock: LinkClock
 ) -> None:
     start = link_clock.set(timezone.now())
-    links.bind(make_user("ann"), VISITORS[0], get_settings())  # the attach task was lost
+    links.bind(
+        make_user("ann"), VISITORS[0], get_settings(), device=DEVICE
+    )  # the attach task was lost
     stale = timedelta(seconds=get_settings().pending_stale_after)
     link_clock.set(start + stale - timedelta(seconds=1))
     assert "0 due" in sweep()
@@ -160,7 +169,9 @@ def test_an_attach_undone_for_a_deleted_user_counts_as_its_detach_did(
     """The user went before the attach ran: the attach becomes a detach, and the sweep counts
     that detach's outcome: to retry while it fails, failed after the last attempt."""
     giosg.seed_visitor(VISITORS[0], rooms=giosg.room_ids[:1], open_chats=1)
-    links.bind(make_user("ann"), VISITORS[0], get_settings())  # the attach task was lost
+    links.bind(
+        make_user("ann"), VISITORS[0], get_settings(), device=DEVICE
+    )  # the attach task was lost
     VisitorLink.objects.update(user=None)  # as SET_NULL leaves it
     giosg.add_fault("end_chat", status=500)
     link_clock.advance(get_settings().pending_stale_after)
