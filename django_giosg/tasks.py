@@ -197,14 +197,14 @@ def take_browser_closes(device: str) -> links.BrowserCloses:
     return links.take_browser_closes(device)
 
 
-def claim_visitor(visitor_id: str, device: str, user_id: object = None) -> bool:
-    """Whether ``visitor_id`` belongs to the browser ``device``, whose user is ``user_id``
-    (claimed for it if no browser has it; see :func:`origins.claim_visitor
+def claim_visitor(visitor_id: str, device: str) -> bool:
+    """Whether ``visitor_id`` belongs to the browser ``device`` of an anonymous session (claimed
+    for it if no browser has it; see :func:`origins.claim_visitor
     <django_giosg.services.origins.claim_visitor>`). Always ``True`` while GIOSG is disabled."""
     settings = get_settings()
     if not settings.enabled:
         return True
-    return origins.claim_visitor(visitor_id, device, settings, user_id=user_id)
+    return origins.claim_visitor(visitor_id, device, settings)
 
 
 def release_user(user_id: object) -> None:

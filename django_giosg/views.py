@@ -84,7 +84,8 @@ def _capture(request: HttpRequest) -> HttpResponse:
     store = request.session
     previous = session.get_visitor_id(store)
     saved = session.snapshot(store)
-    if visitor_id != previous and not _claim(request, visitor_id):
+    anonymous = not request.user.is_authenticated  # (a logged-in user's bind claims the id)
+    if visitor_id != previous and anonymous and not _claim(request, visitor_id):
         session.restore(store, saved)
         return _rejection(_ANOTHER_BROWSERS)
     if session.set_visitor_id(store, visitor_id, _owned_rooms(rooms, settings)):
@@ -98,10 +99,9 @@ def _capture(request: HttpRequest) -> HttpResponse:
 
 
 def _claim(request: HttpRequest, visitor_id: str) -> bool:
-    """Whether a visitor id new to this session belongs to this browser (see
+    """Whether a visitor id new to this anonymous session belongs to this browser (see
     :func:`tasks.claim_visitor <django_giosg.tasks.claim_visitor>`)."""
-    user_id = request.user.pk if request.user.is_authenticated else None
-    if tasks.claim_visitor(visitor_id, device.device_of(request), user_id):
+    if tasks.claim_visitor(visitor_id, device.device_of(request)):
         return True
     logger.info(
         "django-giosg refused a capture: visitor %s belongs to another browser",

@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.test import AsyncClient, Client, RequestFactory
 from django.utils import timezone
 
-from django_giosg import limits, middleware, session, tasks
+from django_giosg import limits, middleware, request_notes, session, tasks
 from django_giosg.browser_logout import LOGOUT_COOKIE
 from django_giosg.limits import CallLimits
 from django_giosg.middleware import GiosgMiddleware
@@ -60,6 +60,14 @@ def test_a_response_that_is_not_saved_records_no_expiry(monkeypatch: pytest.Monk
     assert noted == []
     middleware._refresh_expiry(store, HttpResponse())
     assert len(noted) == 1
+
+
+def test_a_bind_with_nothing_to_attach_notes_nothing_to_check() -> None:
+    request = RequestFactory().get("/")
+    request_notes.confirm_after_view(request, None)
+    assert request_notes.after_view(request) is None
+    request_notes.confirm_after_view(request, 7)
+    assert request_notes.after_view(request) == request_notes.After(bound=[7])
 
 
 # -- through the site ---------------------------------------------------------------------------

@@ -14,7 +14,15 @@ from django.db import IntegrityError, connections, transaction
 from django.db.models import UniqueConstraint
 from django.utils import timezone
 
-from django_giosg.models import LIVE_STATES, Action, State, VisitorLease, VisitorLink, write_db
+from django_giosg.models import (
+    LIVE_STATES,
+    Action,
+    State,
+    VisitorLease,
+    VisitorLink,
+    VisitorOrigin,
+    write_db,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -313,6 +321,8 @@ def test_the_strings_of_a_link_and_a_lease() -> None:
     assert str(VisitorLink(visitor_id="a" * 32)) == f"visitor {'a' * 32} (Pending Attach)"
     lease = VisitorLease(visitor_id="a" * 32, holder="h", expires_at=timezone.now())
     assert str(lease) == f"lease on visitor {'a' * 32}"
+    origin = VisitorOrigin(visitor_id="a" * 32, device="d" * 64, seen_at=timezone.now())
+    assert str(origin) == f"origin of visitor {'a' * 32}"
 
 
 def test_the_database_refuses_a_state_out_of_step_with_the_unique_column() -> None:

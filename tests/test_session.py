@@ -153,3 +153,25 @@ def test_a_binding_round_trips_through_the_session() -> None:
     assert session.expiry_moved(
         session.SessionBinding("7", expires_at.timestamp()), expires_at - timedelta(seconds=60), 60
     )
+
+
+@pytest.mark.parametrize("store", [{}, SessionStore()], ids=["a dict", "a session"])
+def test_restore_puts_back_what_the_snapshot_saw(store: Any) -> None:
+    session.set_visitor_id(store, VISITOR)
+    if isinstance(store, SessionStore):
+        store.modified = False
+    saved = session.snapshot(store)
+    session.set_visitor_id(store, "b" * 32, ["r"])
+    session.record_capture(store, "b" * 32, 1.0)
+    session.note_device(store, "d" * 64)
+    session.restore(store, saved)
+    assert dict(store.items()) == {session.SESSION_KEY: VISITOR}
+    if isinstance(store, SessionStore):
+        assert store.modified is False  # as it was: not saved again
+
+
+def test_a_noted_device_must_look_like_a_digest() -> None:
+    store: dict[str, Any] = {session.DEVICE_SESSION_KEY: "not a digest"}
+    assert session.get_device(store) is None
+    session.note_device(store, "d" * 64)
+    assert session.get_device(store) == "d" * 64

@@ -50,12 +50,6 @@ def stale_after(settings: GiosgSettings, now: datetime | None = None) -> datetim
     return start + timedelta(seconds=settings.pending_stale_after)
 
 
-def ended_by(settings: GiosgSettings) -> datetime:
-    """A live link whose recorded session expiry is before this has an ended session (what the
-    sweep takes for expired)."""
-    return clock.now() - timedelta(seconds=settings.expiry_grace)
-
-
 def bind(
     user: Any,
     visitor_id: str,
@@ -95,9 +89,8 @@ def bind(
                 plan.attach = live.pk
                 return plan
             continue  # it changed meanwhile: look again
-        if live is not None:
-            if live.held_elsewhere(device, ended_by(settings)):
-                return _refused(visitor_id)
+        if live is not None:  # another user's: this browser's, or its session has ended (the
+            # claim refused a live one of another browser)
             here = live.device == device
             if live.supersede(stale_after(settings), close_in_browser=not here):
                 plan.detach.append(live.pk)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
+from django.core import signing
 from django.test import override_settings
 
 from django_giosg.conf import get_settings
@@ -168,6 +169,32 @@ def test_a_login_with_another_browsers_visitor_succeeds_and_binds_nothing(
     assert post_capture(attacker, VISITOR).status_code == 409
     attacker.logout()  # and her logout releases nothing of the victim's
     assert giosg.variables(VISITOR) == expected(giosg, _user("ann"), "ann")
+
+
+def test_a_session_from_before_django_giosg_with_another_browsers_visitor_binds_nothing(
+    giosg: GiosgSimulator,
+) -> None:
+    """The middleware binds a logged-in session whose visitor is not bound yet; not when the
+    visitor is another browser's."""
+    victim_with_open_chats(giosg, chats=1)
+    attacker = Browser()
+    attacker.login(make_user("mallory"))  # no visitor id yet: nothing bound
+    with_visitor_in_session(attacker)
+    attacker.http.get("/")
+    assert SESSION_KEY not in attacker.http.session
+    assert giosg.variables(VISITOR) == expected(giosg, _user("ann"), "ann")
+    assert len(giosg.open_chats(VISITOR)) == 1
+
+
+def test_a_signed_device_cookie_that_is_no_token_is_no_device(giosg: GiosgSimulator) -> None:
+    browser = Browser()
+    signer = signing.get_cookie_signer(salt=DEVICE_COOKIE + "django_giosg.device")
+    forged = signer.sign("short+")
+    browser.http.cookies[DEVICE_COOKIE] = forged
+    response = post_capture(browser, VISITOR)
+    assert response.status_code == 204
+    assert response.cookies[DEVICE_COOKIE].value.split(":")[0] != "short+"  # a new device
+    assert VisitorOrigin.objects.get().device != ""
 
 
 def test_a_live_binding_from_before_the_upgrade_is_kept_until_its_session_ends(

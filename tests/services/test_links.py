@@ -193,6 +193,16 @@ def test_a_visitor_id_belongs_to_the_browser_that_reported_it_first(user: Abstra
     assert links.bind(user, VISITOR, two_rooms(), device=KIOSK).attach is not None
 
 
+def test_a_claim_that_keeps_losing_to_concurrent_claims_gives_up(
+    user: AbstractUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def always_taken(**fields: object) -> VisitorOrigin:
+        raise IntegrityError("UNIQUE constraint failed")
+
+    monkeypatch.setattr(VisitorOrigin.objects, "create", always_taken)
+    assert not origins.claim_visitor(VISITOR, KIOSK, two_rooms())
+
+
 def test_a_visitor_origin_lapses_when_its_browser_has_not_reported_it_for_a_session_age(
     user: AbstractUser, link_clock: LinkClock
 ) -> None:
