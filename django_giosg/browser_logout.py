@@ -27,6 +27,8 @@ from django.conf import settings as django_settings
 from django.core import signing
 from django.http import HttpRequest, HttpResponseBase
 
+from .device import cookie_attributes
+
 LOGOUT_COOKIE = "django_giosg_logout"
 LOGOUT_COOKIE_AGE = 300  # seconds: enough to reach the next page, short enough to go stale
 LOGOUT_SALT = "django_giosg.logout"
@@ -152,11 +154,7 @@ def carry_to_next_page(request: HttpRequest, response: HttpResponseBase) -> bool
                     compress=True,
                 ),
                 max_age=LOGOUT_COOKIE_AGE,
-                path=django_settings.SESSION_COOKIE_PATH,
-                domain=django_settings.SESSION_COOKIE_DOMAIN,
-                secure=django_settings.SESSION_COOKIE_SECURE,
-                httponly=True,
-                samesite="Lax",
+                **cookie_attributes(),
             )
     elif LOGOUT_COOKIE in request.COOKIES:
         response.delete_cookie(

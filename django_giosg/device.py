@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings as django_settings
 from django.http import HttpRequest, HttpResponseBase
@@ -128,10 +129,18 @@ def set_device_cookie(request: HttpRequest, response: HttpResponseBase) -> bool:
         found.token + (_BOUND if found.bound else ""),
         salt=DEVICE_SALT,
         max_age=DEVICE_COOKIE_AGE,
-        path=django_settings.SESSION_COOKIE_PATH,
-        domain=django_settings.SESSION_COOKIE_DOMAIN,
-        secure=django_settings.SESSION_COOKIE_SECURE,
-        httponly=True,
-        samesite="Lax",
+        **cookie_attributes(),
     )
     return True
+
+
+def cookie_attributes() -> dict[str, Any]:
+    """Where django-giosg's cookies go, and how they are kept from scripts and other sites: as
+    the session cookie (its path, domain and ``Secure``), HttpOnly, ``SameSite=Lax``."""
+    return {
+        "path": django_settings.SESSION_COOKIE_PATH,
+        "domain": django_settings.SESSION_COOKIE_DOMAIN,
+        "secure": django_settings.SESSION_COOKIE_SECURE,
+        "httponly": True,
+        "samesite": "Lax",
+    }

@@ -36,6 +36,14 @@ def giosg(giosg_simulator: GiosgSimulator, settings: Any, empty_cache: None) -> 
     return giosg_simulator
 
 
+def bound_browser() -> Browser:
+    """A browser that captured ``VISITOR`` and logged in as ann: bound."""
+    browser = Browser()
+    browser.capture()
+    browser.login(make_user("ann"))
+    return browser
+
+
 def expired_and_swept(browser: Browser, link_clock: LinkClock) -> None:
     """The browser's session ends (its cookie with it) and the sweep detaches its binding."""
     browser.http.cookies.pop(django_settings.SESSION_COOKIE_NAME)
@@ -53,9 +61,7 @@ def link_queries(browser: Browser, path: str = "/", **headers: str) -> tuple[Any
 def test_the_first_page_after_a_swept_expiry_closes_once(
     giosg: GiosgSimulator, link_clock: LinkClock
 ) -> None:
-    browser = Browser()
-    browser.capture()
-    browser.login(make_user("ann"))
+    browser = bound_browser()
     expired_and_swept(browser, link_clock)
     assert VisitorLink.objects.get().close_in_browser
     page = browser.http.get("/")
@@ -70,9 +76,7 @@ def test_the_first_page_after_a_swept_expiry_closes_once(
 def test_a_scripts_fetch_does_not_take_the_close_that_a_page_must_show(
     giosg: GiosgSimulator, link_clock: LinkClock
 ) -> None:
-    browser = Browser()
-    browser.capture()
-    browser.login(make_user("ann"))
+    browser = bound_browser()
     expired_and_swept(browser, link_clock)
     fetched = browser.http.get("/data/", headers={"Sec-Fetch-Dest": "empty"})
     assert LOGOUT_COOKIE not in fetched.cookies
@@ -84,9 +88,7 @@ def test_a_scripts_fetch_does_not_take_the_close_that_a_page_must_show(
 def test_a_browser_with_nothing_to_learn_costs_no_query(
     giosg: GiosgSimulator, link_clock: LinkClock
 ) -> None:
-    browser = Browser()
-    browser.capture()
-    browser.login(make_user("ann"))
+    browser = bound_browser()
     browser.logout()  # the logout's own cleanup closes the chat window
     browser.http.get("/")
     assert link_queries(browser)[1] == 0
@@ -99,9 +101,7 @@ def test_a_browser_with_nothing_to_learn_costs_no_query(
 def test_a_browser_whose_binding_is_not_swept_yet_asks_until_it_is(
     giosg: GiosgSimulator, link_clock: LinkClock
 ) -> None:
-    browser = Browser()
-    browser.capture()
-    browser.login(make_user("ann"))
+    browser = bound_browser()
     browser.http.cookies.pop(django_settings.SESSION_COOKIE_NAME)  # the session ended
     page, queries = link_queries(browser)
     assert queries == 1  # one query per page until the sweep has detached the link
@@ -144,9 +144,7 @@ def test_a_logout_after_a_password_change_elsewhere_still_detaches(
 def test_a_logout_and_a_login_in_one_request_keep_the_new_binding(
     giosg: GiosgSimulator,
 ) -> None:
-    browser = Browser()
-    browser.capture()
-    browser.login(make_user("ann"))
+    browser = bound_browser()
     make_user("bob")
     assert browser.http.get("/switch-to/bob/").status_code == 302
     assert giosg.variables(VISITOR) == expected(giosg, make_user_named("bob"), "bob")
@@ -201,9 +199,7 @@ def test_responses_with_a_browsers_cookies_are_never_cached_for_another(
         "django.middleware.cache.FetchFromCacheMiddleware",
     ]
     settings.CACHE_MIDDLEWARE_SECONDS = 600
-    browser = Browser()
-    browser.capture()
-    browser.login(make_user("ann"))
+    browser = bound_browser()
     expired_and_swept(browser, link_clock)
     assert CLOSE in browser.http.get("/").content.decode()
     other = Browser()
@@ -238,9 +234,7 @@ def test_signed_cookie_sessions_cannot_be_asked() -> None:
 def test_a_capture_by_a_logged_in_user_after_the_sessions_end_binds_again(
     giosg: GiosgSimulator, link_clock: LinkClock
 ) -> None:
-    browser = Browser()
-    browser.capture()
-    browser.login(make_user("ann"))
+    browser = bound_browser()
     expired_and_swept(browser, link_clock)
     browser.capture()
     browser.login(make_user_named("ann"))
