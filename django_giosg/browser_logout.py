@@ -161,6 +161,6 @@ def carry_to_next_page(request: HttpRequest, response: HttpResponseBase) -> bool
             LOGOUT_COOKIE,
             path=django_settings.SESSION_COOKIE_PATH,
             domain=django_settings.SESSION_COOKIE_DOMAIN,
-            samesite="Lax",
+            samesite=django_settings.SESSION_COOKIE_SAMESITE,
         )
     return state.rendered or LOGOUT_COOKIE in response.cookies

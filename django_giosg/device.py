@@ -29,7 +29,7 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.http import HttpRequest, HttpResponseBase
 
-from . import session
+from . import request_notes, session
 
 DEVICE_COOKIE = "django_giosg_device"
 DEVICE_COOKIE_AGE = 365 * 24 * 3600  # seconds: a year, renewed whenever the cookie is set
@@ -70,8 +70,14 @@ def digest(token: str) -> str:
 
 
 def _session_device(request: HttpRequest) -> str | None:
+    """The device the session noted: now, or when the request came in (``login()`` of another
+    user flushes it before ``user_logged_in``)."""
     store = getattr(request, "session", None)
-    return None if store is None else session.get_device(store)
+    noted = None if store is None else session.get_device(store)
+    if noted is None:
+        before = request_notes.before_view(request)
+        noted = None if before is None else before.device
+    return noted
 
 
 def known_device(request: HttpRequest) -> str | None:
@@ -100,6 +106,15 @@ def device_of(request: HttpRequest) -> str:
     if store is not None:
         session.note_device(store, made)
     return made
+
+
+def discard_new_device(request: HttpRequest) -> None:
+    """A device made in this request for a capture that was refused: the browser does not get it
+    (another tab of it may have got its device a moment ago, in the answer that claimed the
+    id)."""
+    found: _Device | None = getattr(request, _ON_REQUEST, None)
+    if found is not None and _from_cookie(request) is None:
+        delattr(request, _ON_REQUEST)
 
 
 def device_with_binding(request: HttpRequest) -> str | None:
@@ -136,11 +151,11 @@ def set_device_cookie(request: HttpRequest, response: HttpResponseBase) -> bool:
 
 def cookie_attributes() -> dict[str, Any]:
     """Where django-giosg's cookies go, and how they are kept from scripts and other sites: as
-    the session cookie (its path, domain and ``Secure``), HttpOnly, ``SameSite=Lax``."""
+    the session cookie (its path, domain, ``Secure`` and ``SameSite``), and HttpOnly."""
     return {
         "path": django_settings.SESSION_COOKIE_PATH,
         "domain": django_settings.SESSION_COOKIE_DOMAIN,
         "secure": django_settings.SESSION_COOKIE_SECURE,
         "httponly": True,
-        "samesite": "Lax",
+        "samesite": django_settings.SESSION_COOKIE_SAMESITE,
     }

@@ -42,6 +42,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
@@ -83,6 +84,7 @@ def _remember_visitor(request: HttpRequest) -> None:
                 session.get_browser_rooms(store),
                 session.get_binding(store),
                 user_key if isinstance(user_key, str) else None,
+                session.get_device(store),
             )
     except GiosgConfigurationError:
         return  # reported by the system checks; never break the site over it
@@ -133,13 +135,27 @@ def _settle(request: HttpRequest, response: HttpResponseBase) -> None:
     after = request_notes.after_view(request)
     if after is None or not get_settings().enabled:
         return
-    if response.status_code < 500:  # a failed logout may have been rolled back
-        for released in after.released_devices:
-            tasks.release_device(released)
+    if after.released_devices and response.status_code < 500:  # (a failed logout may have
+        # been rolled back) Once the answer has been sent: a capture or login racing the logout
+        # has then committed what it bound, or its own answer reaches the browser after this one.
+        devices = list(after.released_devices)
+        closers: list[Callable[[], None]] = response._resource_closers  # type: ignore[attr-defined]
+        closers.append(partial(_release_devices, devices))
     store: SessionBase | None = getattr(request, "session", None)
     if after.bound and store is not None and session.still_stored(store) is False:
         logger.info("django-giosg: the session was deleted while it bound a visitor; released")
         tasks.release_links(after.bound)
+
+
+def _release_devices(devices: list[str]) -> None:
+    """Release every live link made on ``devices`` (after a logout's answer was sent), within a
+    request's budget; never raises (Django ignores a closer's errors, unlogged)."""
+    try:
+        with request_budget():
+            for released in devices:
+                tasks.release_device(released)
+    except Exception:
+        logger.exception("django-giosg could not release the browser's bindings after a logout")
 
 
 def _keep_binding(request: HttpRequest, response: HttpResponseBase) -> None:

@@ -450,5 +450,10 @@ class VisitorOrigin(models.Model):
 
     objects = VisitorOriginManager()
 
+    class Meta:
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["seen_at"], name="django_giosg_origin_seen")  # pruning
+        ]
+
     def __str__(self) -> str:
         return f"origin of visitor {self.visitor_id}"

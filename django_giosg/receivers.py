@@ -55,6 +55,8 @@ def on_user_logged_in(
             )
         else:
             device.note_binding(request, True)
+            # a logout racing this login may delete the session before it is saved
+            request_notes.confirm_after_view(request, plan.attach)
         if switched or plan.switched:
             browser_logout.note_close(request)  # the previous user's chats, in this browser
     except Exception:

@@ -27,12 +27,13 @@ class Before:
     rooms: list[str] = field(default_factory=list)
     binding: SessionBinding | None = None
     user_key: str | None = None  # the user id django.contrib.auth keeps in the session
+    device: str | None = None  # the device digest the session noted
 
 
 @dataclass
 class After:
-    """The checks due after the view: devices whose live links a logout ends once more, and
-    links a capture bound whose session must still be stored."""
+    """The checks due after the view: devices whose live links a logout ends once its answer
+    has been sent, and links a capture or login bound whose session must still be stored."""
 
     released_devices: list[str] = field(default_factory=list)
     bound: list[int] = field(default_factory=list)
@@ -84,7 +85,7 @@ def keep_after_view(request: HttpRequest) -> None:
 
 
 def confirm_after_view(request: HttpRequest, link_id: int | None) -> None:
-    """A capture bound ``link_id``: release it after the view if its session was deleted
-    meanwhile (a logout in another request)."""
+    """A capture or login bound ``link_id``: release it after the view if its session was
+    deleted meanwhile (a logout in another request)."""
     if link_id is not None:
         _after(request).bound.append(link_id)

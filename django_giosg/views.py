@@ -87,6 +87,7 @@ def _capture(request: HttpRequest) -> HttpResponse:
     anonymous = not request.user.is_authenticated  # (a logged-in user's bind claims the id)
     if visitor_id != previous and anonymous and not _claim(request, visitor_id):
         session.restore(store, saved)
+        device.discard_new_device(request)
         return _rejection(_ANOTHER_BROWSERS)
     if session.set_visitor_id(store, visitor_id, _owned_rooms(rooms, settings)):
         session.record_capture(store, visitor_id, now)

@@ -10,7 +10,6 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
-from django.core import signing
 from django.core.management import call_command
 from django.http import HttpResponse
 from django.test import Client
@@ -69,9 +68,10 @@ class Browser:
 def same_device(*browsers: Browser) -> str:
     """Give ``browsers`` one device cookie, as tabs of one browser share it; returns its digest."""
     token = secrets.token_hex(16)
-    signer = signing.get_cookie_signer(salt=device.DEVICE_COOKIE + device.DEVICE_SALT)
+    signed = HttpResponse()
+    signed.set_signed_cookie(device.DEVICE_COOKIE, token, salt=device.DEVICE_SALT)
     for browser in browsers:
-        browser.http.cookies[device.DEVICE_COOKIE] = signer.sign(token)
+        browser.http.cookies[device.DEVICE_COOKIE] = signed.cookies[device.DEVICE_COOKIE].value
     return device.digest(token)
 
 

@@ -43,4 +43,8 @@ class Migration(migrations.Migration):
             model_name="visitorlink",
             index=models.Index(fields=["device", "state"], name="django_giosg_device"),
         ),
+        migrations.AddIndex(
+            model_name="visitororigin",
+            index=models.Index(fields=["seen_at"], name="django_giosg_origin_seen"),
+        ),
     ]

@@ -20,7 +20,7 @@ from .. import clock
 from ..conf import GiosgSettings
 from ..logs import short_id
 from ..models import LIVE_STATES, State, VisitorLink, VisitorLinkQuerySet, write_db
-from .origins import claim_visitor
+from .origins import claim_visitor, refresh_origin
 
 logger = logging.getLogger(__name__)
 
@@ -192,4 +192,7 @@ def record_session_expiry(visitor_id: str, user_id: Any, expires_at: datetime) -
     """The session's expiry moved (sliding expiry, ``set_expiry``): the visitor's live link of
     ``user_id`` follows it, so that the sweep never takes a live session for an ended one."""
     links: VisitorLinkQuerySet = VisitorLink.objects.filter(visitor_id=visitor_id, user_id=user_id)
-    return links.follow_expiry(expires_at)
+    followed = links.follow_expiry(expires_at)
+    if followed:  # its browser is still there: the visitor id stays its own
+        refresh_origin(visitor_id)
+    return followed

@@ -59,6 +59,11 @@ def claim_visitor(
     return False
 
 
+def refresh_origin(visitor_id: str) -> None:
+    """The browser the visitor id belongs to is still using it (its bound session lives)."""
+    VisitorOrigin.objects.filter(visitor_id=visitor_id).update(seen_at=clock.now())
+
+
 def prune_origins(now: datetime) -> int:
     """Delete the lapsed origins (they would be claimed anew anyway)."""
     deleted: int = VisitorOrigin.objects.filter(seen_at__lt=_lapsed_before(now)).delete()[0]

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.signals import user_logged_out
 from django.contrib.sessions.backends.db import SessionStore
@@ -106,6 +107,39 @@ def test_a_capture_whose_session_a_logout_deleted_meanwhile_is_released(
         signals.visitor_attached.disconnect(dispatch_uid="race")
     assert response.status_code == 400  # Django: the session was deleted meanwhile
     assert left_behind(giosg, VISITORS[:2]) == {}
+
+
+def test_a_login_whose_session_a_logout_deleted_meanwhile_is_released(
+    giosg: GiosgSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same user logs in again while another tab logs out: the logout deletes the session
+    after the login loaded it, so the login cannot save it (Django answers 400), and the
+    browser ends logged out. The login reads its session again after the view."""
+    ann = make_user("ann")
+    browser = Browser()
+    browser.capture(VISITORS[0])
+    browser.login(ann)
+    tab = twin(browser)
+    real_authenticate = ModelBackend.authenticate
+
+    def logout_meanwhile(self: ModelBackend, *args: Any, **kwargs: Any) -> Any:
+        def run() -> None:
+            try:
+                assert _logout_step(tab)().status_code == 302
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(30)
+        return real_authenticate(self, *args, **kwargs)
+
+    monkeypatch.setattr(ModelBackend, "authenticate", logout_meanwhile)
+    browser.http.post("/accounts/login/", {"username": "ann", "password": PASSWORD})
+    monkeypatch.undo()
+    assert browser.http.get("/whoami/").json() == {"user": None}
+    sweep()
+    assert left_behind(giosg, VISITORS[:1]) == {}
 
 
 @pytest.mark.parametrize("other", ["capture", "login"])

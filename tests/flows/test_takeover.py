@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from django.core import signing
+from django.http import HttpResponse
 from django.test import override_settings
 
 from django_giosg.conf import get_settings
@@ -134,6 +134,42 @@ def test_an_anonymous_visitor_cannot_be_bound_by_another_browser(giosg: GiosgSim
     assert giosg.variables(VISITOR) == expected(giosg, _user("ann"), "ann")
 
 
+def test_a_refused_anonymous_capture_keeps_the_session_and_gives_no_device(
+    giosg: GiosgSimulator,
+) -> None:
+    """Two tabs of a new browser report its id at once, each with a session of its own: the
+    first claims it (and gives the browser its device); the other's 409 must not give the
+    browser another device, or the browser would lose its own id."""
+    first_tab, second_tab = Browser(), Browser()
+    second_tab.http.get("/")
+    store = second_tab.http.session
+    store["x"] = 1
+    store.save()
+    second_tab.http.cookies[django_settings.SESSION_COOKIE_NAME] = str(store.session_key)
+    assert post_capture(first_tab, VISITOR).status_code == 204
+    refused = post_capture(second_tab, VISITOR)  # sent before the first answer arrived
+    assert refused.status_code == 409
+    assert DEVICE_COOKIE not in refused.cookies
+    assert django_settings.SESSION_COOKIE_NAME not in refused.cookies  # not saved again
+    assert dict(second_tab.http.session.items()) == {"x": 1}
+    first_tab.login(make_user("ann"))  # the browser, with the device it kept
+    assert giosg.variables(VISITOR) == expected(giosg, _user("ann"), "ann")
+
+
+def test_a_kiosk_whose_device_cookie_was_lost_still_switches_users(giosg: GiosgSimulator) -> None:
+    """The session noted the device; ``login()`` of another user flushes it before the
+    receiver runs, so the device is taken from the session as it came in."""
+    kiosk = Browser()
+    kiosk.capture()
+    kiosk.login(make_user("ann"))
+    kiosk.http.cookies.pop(DEVICE_COOKIE)
+    kiosk.login(make_user("bob"))
+    assert giosg.variables(VISITOR) == expected(giosg, _user("bob"), "bob")
+    assert VisitorLink.objects.get(user__username="bob").device == (
+        VisitorLink.objects.get(user__username="ann").device
+    )
+
+
 def test_an_anonymous_logout_releases_nobody_elses_binding(giosg: GiosgSimulator) -> None:
     """Before: with the victim's id in an anonymous session, the logout view sent
     ``user_logged_out(user=None)`` and the app released every user's links of that id (the
@@ -188,9 +224,9 @@ def test_a_session_from_before_django_giosg_with_another_browsers_visitor_binds_
 
 def test_a_signed_device_cookie_that_is_no_token_is_no_device(giosg: GiosgSimulator) -> None:
     browser = Browser()
-    signer = signing.get_cookie_signer(salt=DEVICE_COOKIE + "django_giosg.device")
-    forged = signer.sign("short+")
-    browser.http.cookies[DEVICE_COOKIE] = forged
+    signed = HttpResponse()
+    signed.set_signed_cookie(DEVICE_COOKIE, "short+", salt="django_giosg.device")
+    browser.http.cookies[DEVICE_COOKIE] = signed.cookies[DEVICE_COOKIE].value
     response = post_capture(browser, VISITOR)
     assert response.status_code == 204
     assert response.cookies[DEVICE_COOKIE].value.split(":")[0] != "short+"  # a new device

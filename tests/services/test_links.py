@@ -198,12 +198,12 @@ def test_a_visitor_origin_lapses_when_its_browser_has_not_reported_it_for_a_sess
     start = link_clock.set(timezone.now())
     assert origins.claim_visitor(VISITOR, KIOSK, two_rooms())
     age = timedelta(seconds=django_settings.SESSION_COOKIE_AGE)
-    link_clock.set(start + age)
+    link_clock.set(start + age - timedelta(seconds=1))
     assert not origins.claim_visitor(VISITOR, PHONE, two_rooms())
-    assert origins.claim_visitor(
-        VISITOR, KIOSK, two_rooms()
-    )  # reported again: it stays the kiosk's
-    link_clock.set(start + 2 * age + timedelta(seconds=1))
+    assert origins.claim_visitor(VISITOR, KIOSK, two_rooms())  # reported again: seen now
+    link_clock.set(start + age + timedelta(seconds=1))
+    assert not origins.claim_visitor(VISITOR, PHONE, two_rooms())  # (lapsed without it)
+    link_clock.set(start + 2 * age)
     assert origins.prune_origins(start + age) == 0
     assert origins.claim_visitor(VISITOR, PHONE, two_rooms())  # lapsed: the phone's now
     assert origins.prune_origins(start + 4 * age) == 1
