@@ -152,8 +152,7 @@ def _release_devices(devices: list[str]) -> None:
     request's budget; never raises (Django ignores a closer's errors, unlogged)."""
     try:
         with request_budget():
-            for released in devices:
-                tasks.release_device(released)
+            tasks.release_devices_after_response(devices)
     except Exception:
         logger.exception("django-giosg could not release the browser's bindings after a logout")
 

@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from django.contrib.sessions.backends.base import SessionBase
-from django.db import transaction
+from django.db import connections, transaction
 
 from . import session
 from ._compat import task
@@ -187,6 +187,20 @@ def release_device(device: str) -> None:
     settings = get_settings()
     if settings.enabled:
         _enqueue_on_commit(detach_task, links.release_device(device, settings))
+
+
+def release_devices_after_response(devices: Iterable[str]) -> None:
+    """:func:`release_device` for each of ``devices``, once a logout's answer has been sent (a
+    response closer). Django may have closed the request's database connection by then (under
+    ASGI it sends ``request_finished`` first): a connection opened here is closed again."""
+    database = write_db(VisitorLink)
+    opened_here = connections[database].connection is None
+    try:
+        for released in devices:
+            release_device(released)
+    finally:
+        if opened_here:
+            connections[database].close()
 
 
 def take_browser_closes(device: str) -> links.BrowserCloses:
