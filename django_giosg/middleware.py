@@ -15,14 +15,15 @@ It keeps the session's binding in step with the session (see
   (sliding expiry, ``set_expiry()``), the link's recorded expiry follows, for ``giosg_sweep``.
   This costs no query on other requests.
 
-After a logout or a capture, once the view's transaction has committed, it makes sure no binding
-outlives its session when another request of the same browser races this one (the receivers and
-the view note what to check, :mod:`django_giosg.request_notes`):
+After a logout, a capture or a login, once the view's transaction has committed, it makes sure
+no binding outlives its session when another request of the same browser races this one (the
+receivers and the view note what to check, :mod:`django_giosg.request_notes`):
 
-- after a logout, every live link made in this browser is released: a capture or a login racing
-  the logout may have bound a visitor the logout's session did not know of;
-- after a capture bound a visitor, the session is read again from its store: if a logout in
-  another request deleted it meanwhile, the binding is released.
+- after a logout, once its answer has been sent, every live link made in this browser is
+  released: a capture or a login racing the logout may have bound a visitor the logout's session
+  did not know of;
+- after a capture or a login bound a visitor, the session is read again from its store: if a
+  logout in another request deleted it meanwhile, the binding is released.
 
 It sets the browser's device cookie when the request used it (see :mod:`django_giosg.device`),
 and carries the browser's share of an ending to the next page (see
