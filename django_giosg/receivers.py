@@ -78,8 +78,10 @@ def on_user_logged_out(
 ) -> None:
     """End the chats and remove the variables of what this browser's session bound: in giosg
     now, in the browser on the next page. A logout without a user (an anonymous session, or one
-    that lost its user) releases only the binding its own session recorded, as the session came
-    in (``get_user()`` flushes a session whose password changed elsewhere before this signal)."""
+    that lost its user) releases, of other users' links, only the binding its own session
+    recorded, as the session came in (``get_user()`` flushes a session whose password changed
+    elsewhere before this signal). Either way, once the answer has been sent, every live link
+    made in this browser is released too (see :mod:`django_giosg.middleware`)."""
     try:
         settings = get_settings()
         if request is None or not settings.enabled:
@@ -97,8 +99,8 @@ def on_user_logged_out(
             tasks.release_visitor(visitor_id, owner)
         here = device.known_device(request)
         if here is not None:
-            # After the view, when the session is flushed and a racing capture or login has
-            # committed: every live link of this browser.
+            # Once the answer has been sent, when the session is flushed and a racing capture or
+            # login has committed: every live link of this browser.
             request_notes.release_after_view(request, here)
             device.note_binding(request, False)
     except Exception:
