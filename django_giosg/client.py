@@ -13,7 +13,9 @@ idempotent (a re-POSTed key overwrites, ending an ended chat changes nothing), s
 whose answer was lost is safe. A ``deadline`` bounds a whole call, retries included, where a socket
 timeout only bounds each read.
 
-Nothing here logs or puts into an exception the API token or a variable's value.
+Nothing here logs or puts into an exception the API token or a variable's value, and no frame of
+an error's traceback holds the token (Django's error reports show the frames' variables while
+``DEBUG`` is on; with it off, the values sent are hidden as ``sensitive_variables``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
+from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 
 from . import __version__
@@ -197,6 +200,7 @@ class GiosgClient:
 
     # -- the endpoints ------------------------------------------------------------------------
 
+    @sensitive_variables("value")
     def set_variable(
         self,
         room_id: str,
@@ -315,6 +319,7 @@ class GiosgClient:
         session.auth = _TokenAuth(self._token)
         return session
 
+    @sensitive_variables("json", "secrets")
     def _request(
         self,
         method: str,
@@ -340,9 +345,7 @@ class GiosgClient:
                     method, url, json=json, params=params, timeout=timeout, allow_redirects=False
                 )
             except requests.RequestException as err:
-                what = "timed out" if isinstance(err, requests.Timeout) else "connection failed"
-                error = GiosgUnavailable(f"giosg {what}", method=method, path=path)
-                error.__cause__ = err
+                error = _unavailable(err, method, path)
             else:
                 status = response.status_code
                 if status in expected:
@@ -518,6 +521,14 @@ def _chat(item: Mapping[str, Any]) -> Chat:
         room_organization_id=_optional_str(item, "room_organization_id"),
         is_ended=item.get("is_ended") is True,
     )
+
+
+def _unavailable(err: requests.RequestException, method: str, path: str) -> GiosgUnavailable:
+    """The error of a call that got no answer. The transport's exception is named, not chained:
+    its traceback's frames hold the request's headers (the token) and body (the values), and
+    Django's error reports show every frame's variables while ``DEBUG`` is on."""
+    what = "timed out" if isinstance(err, requests.Timeout) else "connection failed"
+    return GiosgUnavailable(f"giosg {what} ({type(err).__name__})", method=method, path=path)
 
 
 def _path_of(url: str) -> str:

@@ -1,14 +1,23 @@
 """The capture endpoint: the browser reports the giosg visitor id, the session keeps it.
 
-Checks run in a fixed order (method 405, CSRF 403, size 413, parsing and validation 400, rate
-429, then 409 for a visitor id that belongs to another browser), and a rejected request changes
-nothing: the session is untouched and giosg is not called.
+Checks run in a fixed order, and a rejected request changes nothing: the session is untouched and
+giosg is not called.
+
+1. method 405;
+2. the ``Content-Length`` header: 400 when it is no number, 413 when it declares more than
+   ``CAPTURE_MAX_BODY`` (before anything reads the body, the CSRF check included);
+3. CSRF 403;
+4. the body: 413 when it is larger than declared allowed (a body sent without
+   ``Content-Length``), 400 when it cannot be parsed or its visitor id is not valid;
+5. the rates 429: the session's (``CAPTURE_RATE``), then the user's (``USER_CAPTURE_RATE``);
+6. 409 for a visitor id that belongs to another browser.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -50,9 +59,12 @@ _ANOTHER_BROWSERS = _Rejected(409, "this visitor id belongs to another browser")
 @require_POST
 def capture(request: HttpRequest) -> HttpResponse:
     """Store the visitor id the browser reports (``204``), or say what is wrong with it."""
-    # Django raises these wherever a form body is first read, in the CSRF check too.
     try:
+        _check_length(request, get_settings().capture_max_body)
         return _capture(request)
+    except _Rejected as rejected:
+        return _rejection(rejected)
+    # Django raises these wherever a form body is first read, in the CSRF check too.
     except RequestDataTooBig:
         return _rejection(_too_large(get_settings().capture_max_body))
     except (MultiPartParserError, BadRequest, TooManyFieldsSent, TooManyFilesSent):
@@ -65,6 +77,22 @@ def _rejection(rejected: _Rejected) -> JsonResponse:
 
 def _too_large(max_body: int) -> _Rejected:
     return _Rejected(413, f"the body is larger than {max_body} bytes")
+
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _check_length(request: HttpRequest, max_body: int) -> None:
+    """Refuse a ``Content-Length`` that is no number (Django would fail with a 500 reading the
+    body) or that declares too large a body, before anything reads it: the CSRF check reads a
+    form body whole."""
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared is None or declared == "":
+        return  # no body, or one of unknown length: its size is checked once read
+    if not _DIGITS.fullmatch(declared.strip()):
+        raise _Rejected(400, "the Content-Length header must be a number of bytes")
+    if int(declared) > max_body:
+        raise _too_large(max_body)
 
 
 @csrf_protect
@@ -132,12 +160,6 @@ def _bind(request: HttpRequest, previous: str | None, visitor_id: str) -> bool:
 
 def _parse(request: HttpRequest, max_body: int) -> tuple[str, list[str]]:
     """The visitor id and the browser's rooms from a JSON or form body, or :class:`_Rejected`."""
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > max_body:
-        raise _too_large(max_body)
     if request.content_type == JSON_TYPE:
         if len(request.body) > max_body:  # a body sent without Content-Length
             raise _too_large(max_body)

@@ -4,6 +4,7 @@ against the simulator."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import time
@@ -16,10 +17,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpResponse
-from django.test import Client, override_settings
+from django.test import Client, RequestFactory, override_settings
 from django.urls import reverse
 
-from django_giosg import tasks
+from django_giosg import tasks, views
 from django_giosg.session import CAPTURES_SESSION_KEY, ROOMS_SESSION_KEY, SESSION_KEY
 from django_giosg.testing import GiosgSimulator
 
@@ -224,11 +225,13 @@ def test_method_is_checked_before_size(site: Site) -> None:
     assert response.status_code == 405
 
 
-def test_without_a_csrf_token_403_even_for_a_body_too_large(site: Site) -> None:
+def test_without_a_csrf_token_403_but_a_declared_body_too_large_413_first(site: Site) -> None:
     body = json.dumps({"visitor_id": VISITOR})
     assert site.post(body, "application/json", token=False).status_code == 403
     body = json.dumps({"visitor_id": "x" * 5000})
-    assert site.post(body, "application/json", token=False).status_code == 403
+    response = site.post(body, "application/json", token=False)
+    assert response.status_code == 413  # decided by the header, before the CSRF check
+    assert "2048 bytes" in error_of(response)
 
 
 def test_a_wrong_csrf_token_gets_403(site: Site) -> None:
@@ -406,7 +409,10 @@ def test_a_form_in_another_charset_gets_a_json_400(site: Site) -> None:
 
 def test_too_many_form_fields_get_a_json_400(site: Site) -> None:
     body = "&".join(["x=1"] * 600)  # under CAPTURE_MAX_BODY, over Django's field limit
-    with override_settings(DATA_UPLOAD_MAX_NUMBER_FIELDS=500):
+    with (
+        override_settings(DATA_UPLOAD_MAX_NUMBER_FIELDS=500),
+        giosg_settings(CAPTURE_MAX_BODY=4096),
+    ):
         response = site.post(body, "application/x-www-form-urlencoded")
     assert response.status_code == 400
     assert error_of(response) == "the form data cannot be parsed"
@@ -423,12 +429,62 @@ def test_a_form_too_large_for_django_gets_413(site: Site) -> None:
 # -- bodies whose length the server does not know in advance ------------------------------
 
 
-def test_a_nonsense_content_length_reads_as_an_empty_body(site: Site) -> None:
-    body = json.dumps({"visitor_id": VISITOR})
+@pytest.mark.parametrize("length", ["many", "-1", "1e3", "0x10", "12, 12"])
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (json.dumps({"visitor_id": VISITOR}), "application/json"),
+        (f"visitor_id={VISITOR}", "application/x-www-form-urlencoded"),
+        (
+            f'--b\r\nContent-Disposition: form-data; name="visitor_id"\r\n\r\n{VISITOR}\r\n--b--\r\n',
+            "multipart/form-data; boundary=b",
+        ),
+    ],
+    ids=["JSON", "urlencoded", "multipart"],
+)
+def test_a_content_length_that_is_no_number_gets_400(
+    site: Site, length: str, body: str, content_type: str
+) -> None:
     response = site.http.generic(
-        "POST", URL, body, headers={"X-CSRFToken": site.token}, CONTENT_LENGTH="many"
+        "POST",
+        URL,
+        body,
+        content_type=content_type,
+        headers={"X-CSRFToken": site.token},
+        CONTENT_LENGTH=length,
     )
-    assert response.status_code == 400  # WSGI reads nothing of a body of unknown length
+    assert response.status_code == 400
+    assert error_of(response) == "the Content-Length header must be a number of bytes"
+    assert site.session() == {}
+
+
+class Unreadable(io.BytesIO):
+    """A request body that fails the test if anything reads it."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        raise AssertionError("the body was read")
+
+    def readline(self, size: int | None = -1) -> bytes:
+        raise AssertionError("the body was read")
+
+
+@pytest.mark.parametrize("token", [True, False], ids=["CSRF token", "no CSRF token"])
+def test_a_declared_body_too_large_gets_413_before_anything_reads_it(
+    site: Site, token: bool
+) -> None:
+    twenty_mb = 20 * 1024 * 1024
+    request = RequestFactory().post(
+        URL,
+        b"",
+        content_type="multipart/form-data; boundary=b",
+        headers={"X-CSRFToken": site.token} if token else {},
+        CONTENT_LENGTH=str(twenty_mb),
+    )
+    request._stream = Unreadable()  # type: ignore[attr-defined]
+    request.COOKIES["csrftoken"] = site.token
+    response = views.capture(request)
+    assert response.status_code == 413
+    assert "2048 bytes" in error_of(response)  # type: ignore[arg-type]
 
 
 def asgi_post(body: bytes) -> tuple[int, bytes]:
