@@ -153,19 +153,37 @@ def _uuid_list(value: object) -> tuple[str, ...]:
     return tuple(rooms)
 
 
-def _base_url(value: object) -> str:
+def _https_url(value: object, example: str) -> str:
+    """An https URL, or http on this machine (the simulator): anything else would send the token
+    (``API_BASE_URL``) or load the page's script (``LOADER_URL``) in the clear, or from
+    anywhere (a ``data:`` or ``javascript:`` URL)."""
     text = _non_empty_str(value)
-    parts = urlsplit(text)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise _Invalid(f"must be an http(s) URL such as {DEFAULT_API_BASE_URL!r}, not {text!r}")
-    if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
+    try:
+        parts = urlsplit(text)
+        hostname = parts.hostname
+    except ValueError:  # an unbalanced "[" or the like
+        hostname = None
+    if not hostname or parts.scheme not in {"http", "https"}:
+        raise _Invalid(f"must be an http(s) URL such as {example!r}, not {text!r}")
+    if parts.scheme == "http" and hostname not in LOCAL_HOSTS:
         raise _Invalid(
-            "may use http only for localhost, 127.0.0.1 or [::1]; use https for "
-            f"{parts.hostname!r}"
+            f"may use http only for localhost, 127.0.0.1 or [::1]; use https for {hostname!r}"
         )
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise _Invalid("must not contain credentials, a query or a fragment")
+    if parts.username or parts.password:
+        raise _Invalid("must not contain credentials")
+    return text
+
+
+def _base_url(value: object) -> str:
+    text = _https_url(value, DEFAULT_API_BASE_URL)
+    parts = urlsplit(text)
+    if parts.query or parts.fragment:
+        raise _Invalid("must not contain a query or a fragment")
     return text.rstrip("/")
+
+
+def _loader_url(value: object) -> str:
+    return _https_url(value, f"{DEFAULT_API_BASE_URL}/live2/{EXAMPLE_UUID}")
 
 
 def _variables(value: object) -> str | VariablesCallable:
@@ -201,7 +219,7 @@ _PARSERS: dict[str, tuple[str, Callable[[object], object]]] = {
     "ORGANIZATION_ID": ("organization_id", _uuid),
     "ROOM_IDS": ("room_ids", _uuid_list),
     "API_BASE_URL": ("api_base_url", _base_url),
-    "LOADER_URL": ("loader_url", _non_empty_str),
+    "LOADER_URL": ("loader_url", _loader_url),
     "VARIABLES": ("variables", _variables),
     "USE_BROWSER_ROOMS": ("use_browser_rooms", _bool),
     "TIMEOUT": ("timeout", _timeout),

@@ -102,7 +102,7 @@ def test_reports_of_a_bad_answer_and_a_passed_deadline_hold_no_token(debug: bool
         mocked.get(f"{ORG_URL}/owned_chats/{CHAT}", body=f"not JSON, {TOKEN}")
         errors = [
             failure(lambda giosg: giosg.get_chat(CHAT), giosg),
-            failure(lambda giosg: giosg.set_variable(ROOM, VISITOR, "n", VALUE, deadline=0), giosg),
+            failure(lambda late: late.set_variable(ROOM, VISITOR, "n", VALUE, deadline=0), giosg),
         ]
     with override_settings(DEBUG=debug):
         shown = [report for error in errors for report in reports(error)]

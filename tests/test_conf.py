@@ -94,6 +94,18 @@ def test_allowed_base_urls(url: str) -> None:
     assert load(with_(API_BASE_URL=url)).api_base_url == url
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://service.giosg.com/live2/{ORG}",
+        "http://localhost:8000/live2/x?visitor_id=1",
+        "http://[::1]:9000/live2/x",
+    ],
+)
+def test_allowed_loader_urls(url: str) -> None:
+    assert load(with_(LOADER_URL=url)).loader_url == url
+
+
 def test_a_timeout_number_applies_to_connect_and_read() -> None:
     assert load(with_(TIMEOUT=5)).timeout == (5.0, 5.0)
     assert load(with_(TIMEOUT=[1, 2.5])).timeout == (1.0, 2.5)
@@ -157,7 +169,15 @@ INVALID: list[tuple[str, Any, str]] = [
     ("API_BASE_URL", "service.giosg.com", "http(s) URL"),
     ("API_BASE_URL", "https://user:pw@service.giosg.com", "credentials"),
     ("API_BASE_URL", "https://service.giosg.com/?x=1", "query"),
+    ("API_BASE_URL", "https://[::1", "http(s) URL"),
     ("LOADER_URL", 42, "non-empty string"),
+    ("LOADER_URL", "data:text/javascript,alert(1)", "http(s) URL"),
+    ("LOADER_URL", "javascript:alert(1)", "http(s) URL"),
+    ("LOADER_URL", "//cdn.example.com/loader.js", "http(s) URL"),
+    ("LOADER_URL", "/static/loader.js", "http(s) URL"),
+    ("LOADER_URL", "http://cdn.example.com/loader.js", "http only for localhost"),
+    ("LOADER_URL", "http://127.0.0.1.evil.example/live2/x", "http only for localhost"),
+    ("LOADER_URL", "https://user:pw@service.giosg.com/live2/x", "credentials"),
     ("VARIABLES", 42, "callable or the dotted path"),
     ("VARIABLES", "", "callable or the dotted path"),
     ("USE_BROWSER_ROOMS", 1, "must be True or False"),

@@ -436,7 +436,8 @@ def test_a_form_too_large_for_django_gets_413(site: Site) -> None:
         (json.dumps({"visitor_id": VISITOR}), "application/json"),
         (f"visitor_id={VISITOR}", "application/x-www-form-urlencoded"),
         (
-            f'--b\r\nContent-Disposition: form-data; name="visitor_id"\r\n\r\n{VISITOR}\r\n--b--\r\n',
+            '--b\r\nContent-Disposition: form-data; name="visitor_id"\r\n\r\n'
+            f"{VISITOR}\r\n--b--\r\n",
             "multipart/form-data; boundary=b",
         ),
     ],
@@ -445,7 +446,7 @@ def test_a_form_too_large_for_django_gets_413(site: Site) -> None:
 def test_a_content_length_that_is_no_number_gets_400(
     site: Site, length: str, body: str, content_type: str
 ) -> None:
-    response = site.http.generic(
+    response: HttpResponse = site.http.generic(  # type: ignore[assignment]
         "POST",
         URL,
         body,
@@ -480,11 +481,11 @@ def test_a_declared_body_too_large_gets_413_before_anything_reads_it(
         headers={"X-CSRFToken": site.token} if token else {},
         CONTENT_LENGTH=str(twenty_mb),
     )
-    request._stream = Unreadable()  # type: ignore[attr-defined]
+    request._stream = Unreadable()
     request.COOKIES["csrftoken"] = site.token
     response = views.capture(request)
     assert response.status_code == 413
-    assert "2048 bytes" in error_of(response)  # type: ignore[arg-type]
+    assert "2048 bytes" in error_of(response)
 
 
 def asgi_post(body: bytes) -> tuple[int, bytes]:
