@@ -57,6 +57,8 @@ class GiosgSettings:
     visitor_id_pattern: re.Pattern[str] = re.compile(r"[0-9a-f]{32}")
     capture_max_body: int = 2048
     capture_rate: int = 10
+    #: ``None``: no limit per user. :func:`load` gives it ``CAPTURE_RATE`` when it is not set.
+    user_capture_rate: int | None = 10
     capture_wait_ms: int = 15000
     expiry_refresh: int = 60
     expiry_grace: int = 300
@@ -118,6 +120,10 @@ def _positive_float(value: object) -> float:
     if not value > 0:  # also rejects NaN
         raise _Invalid(f"must be greater than 0, not {value}")
     return float(value)
+
+
+def _optional_positive_int(value: object) -> int | None:
+    return None if value is None else _positive_int(value)
 
 
 def _non_empty_str(value: object) -> str:
@@ -231,6 +237,7 @@ _PARSERS: dict[str, tuple[str, Callable[[object], object]]] = {
     "VISITOR_ID_PATTERN": ("visitor_id_pattern", _regex),
     "CAPTURE_MAX_BODY": ("capture_max_body", _positive_int),
     "CAPTURE_RATE": ("capture_rate", _positive_int),
+    "USER_CAPTURE_RATE": ("user_capture_rate", _optional_positive_int),
     "CAPTURE_WAIT_MS": ("capture_wait_ms", _positive_int),
     "EXPIRY_REFRESH": ("expiry_refresh", _positive_int),
     "EXPIRY_GRACE": ("expiry_grace", _positive_int),
@@ -274,6 +281,8 @@ def load(raw: object) -> GiosgSettings:
             f"{_key('EXPIRY_GRACE')} ({grace}) must be at least "
             f"{_key('EXPIRY_REFRESH')} ({refresh})"
         )
+    if "USER_CAPTURE_RATE" not in raw:
+        values["user_capture_rate"] = values.get("capture_rate", GiosgSettings.capture_rate)
     if "loader_url" not in values and values.get("organization_id"):
         base = values.get("api_base_url", DEFAULT_API_BASE_URL)
         values["loader_url"] = f"{base}/live2/{values['organization_id']}"

@@ -149,8 +149,9 @@ def bind_session(user: Any, store: SessionBase, device: str) -> links.BindPlan:
     ``device``, noting the binding and the session's expiry in the session (see
     :class:`~django_giosg.session.SessionBinding`).
 
-    When the visitor belongs to another browser (the plan says ``refused``), the session forgets
-    the visitor id, so that no later request of it asks again."""
+    When nothing was bound (the visitor belongs to another browser, or the user is over
+    ``USER_CAPTURE_RATE``), the session forgets the visitor id: the capture script reports it
+    again, and once the user is under the rate again, that capture binds it."""
     visitor_id = session.get_visitor_id(store)
     if visitor_id is None or not get_settings().enabled:
         return links.BindPlan()  # nothing to bind, or nothing to tell giosg
@@ -162,7 +163,7 @@ def bind_session(user: Any, store: SessionBase, device: str) -> links.BindPlan:
         browser_rooms=session.get_browser_rooms(store),
         session_expires_at=expires_at,
     )
-    if plan.refused:
+    if plan.refused or plan.rate_limited:
         session.forget_visitor(store)
     return plan
 

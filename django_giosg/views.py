@@ -120,10 +120,10 @@ def _capture(request: HttpRequest) -> HttpResponse:
     if session.set_visitor_id(store, visitor_id, _owned_rooms(rooms, settings)):
         session.record_capture(store, visitor_id, now)
         if settings.enabled and request.user.is_authenticated:
-            bound = _bind(request, previous, visitor_id)
-            if not bound:
+            refusal = _bind(request, previous, visitor_id)
+            if refusal is not None:
                 session.restore(store, saved)
-                return _rejection(_ANOTHER_BROWSERS)
+                return _rejection(refusal)
     return HttpResponse(status=204)
 
 
@@ -139,14 +139,21 @@ def _claim(request: HttpRequest, visitor_id: str) -> bool:
     return False
 
 
-def _bind(request: HttpRequest, previous: str | None, visitor_id: str) -> bool:
+def _bind(request: HttpRequest, previous: str | None, visitor_id: str) -> _Rejected | None:
     """A logged-in user's capture: the id (new, or with new rooms) is attached, and a changed id
-    detaches the old one. ``False`` when the id belongs to another browser: then nothing
-    changed. An error is logged, never fails the capture."""
+    detaches the old one. The rejection when nothing was bound (the id belongs to another
+    browser, or the user is over ``USER_CAPTURE_RATE``): then nothing changed. An error is
+    logged, never fails the capture."""
     try:
         plan = tasks.bind_session(request.user, request.session, device.device_of(request))
         if plan.refused:
-            return False
+            return _ANOTHER_BROWSERS
+        if plan.rate_limited:
+            return _Rejected(
+                429,
+                f"this account bound {get_settings().user_capture_rate} different visitor ids "
+                "within the hour; try again later",
+            )
         device.note_binding(request, True)
         request_notes.confirm_after_view(request, plan.attach)
         if plan.switched:
@@ -155,7 +162,7 @@ def _bind(request: HttpRequest, previous: str | None, visitor_id: str) -> bool:
             tasks.release_visitor(previous, request.user.pk)
     except Exception:
         logger.exception("django-giosg could not attach the captured visitor")
-    return True
+    return None
 
 
 def _parse(request: HttpRequest, max_body: int) -> tuple[str, list[str]]:

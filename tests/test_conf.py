@@ -94,6 +94,13 @@ def test_allowed_base_urls(url: str) -> None:
     assert load(with_(API_BASE_URL=url)).api_base_url == url
 
 
+def test_the_rate_per_user_follows_the_rate_per_session_unless_given() -> None:
+    assert load(with_()).user_capture_rate == 10
+    assert load(with_(CAPTURE_RATE=4)).user_capture_rate == 4
+    assert load(with_(CAPTURE_RATE=4, USER_CAPTURE_RATE=20)).user_capture_rate == 20
+    assert load(with_(USER_CAPTURE_RATE=None)).user_capture_rate is None
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -170,6 +177,8 @@ INVALID: list[tuple[str, Any, str]] = [
     ("API_BASE_URL", "https://user:pw@service.giosg.com", "credentials"),
     ("API_BASE_URL", "https://service.giosg.com/?x=1", "query"),
     ("API_BASE_URL", "https://[::1", "http(s) URL"),
+    ("USER_CAPTURE_RATE", 0, "greater than 0"),
+    ("USER_CAPTURE_RATE", "10", "must be an integer"),
     ("LOADER_URL", 42, "non-empty string"),
     ("LOADER_URL", "data:text/javascript,alert(1)", "http(s) URL"),
     ("LOADER_URL", "javascript:alert(1)", "http(s) URL"),

@@ -21,6 +21,7 @@ from django.test import Client, RequestFactory, override_settings
 from django.urls import reverse
 
 from django_giosg import tasks, views
+from django_giosg.models import VisitorLink
 from django_giosg.session import CAPTURES_SESSION_KEY, ROOMS_SESSION_KEY, SESSION_KEY
 from django_giosg.testing import GiosgSimulator
 
@@ -395,6 +396,53 @@ def test_the_rate_is_per_session() -> None:
         assert first.capture().status_code == 204
         assert first.capture(OTHER).status_code == 429
         assert second.capture(OTHER).status_code == 204
+
+
+def test_the_rate_per_user_holds_across_sessions(giosg: GiosgSimulator) -> None:
+    """Finding 4 of the security review: one account ran 10 logins with 11 new ids each."""
+    ann = get_user_model().objects.create_user("ann")
+    accepted, limited = [], []
+    with giosg_settings(CAPTURE_RATE=3, USER_CAPTURE_RATE=4):
+        for login in range(3):
+            site = Site()
+            site.http.force_login(ann)
+            for visitor in ids(9)[login * 3 : login * 3 + 3]:
+                before = site.session()
+                response = site.capture(visitor)
+                if response.status_code == 204:
+                    accepted.append(visitor)
+                    continue
+                assert response.status_code == 429
+                assert error_of(response) == (
+                    "this account bound 4 different visitor ids within the hour; try again later"
+                )
+                assert site.session() == before
+                limited.append(visitor)
+    assert accepted == ids(4)
+    assert limited == ids(9)[4:]
+    assert set(VisitorLink.objects.values_list("visitor_id", flat=True)) == set(ids(4))
+    posted = {
+        call.path.split("/visitors/")[1][:32] for call in giosg.calls if call.method == "POST"
+    }
+    assert posted <= set(ids(4))
+
+
+def test_a_login_over_the_rate_per_user_binds_nothing_and_still_logs_in(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ann = get_user_model().objects.create_user("ann", password="pw-1815")
+    with giosg_settings(USER_CAPTURE_RATE=1):
+        first = Site()
+        assert first.capture(ids(1)[0]).status_code == 204
+        assert first.http.login(username="ann", password="pw-1815")
+        second = Site()
+        assert second.capture(OTHER).status_code == 204
+        with caplog.at_level(logging.WARNING, "django_giosg"):
+            assert second.http.login(username="ann", password="pw-1815")
+    assert "at USER_CAPTURE_RATE (1 new visitor ids within the hour)" in caplog.text
+    assert second.session()["_auth_user_id"] == str(ann.pk)
+    assert SESSION_KEY not in second.session()  # reported again by the next page, bound then
+    assert list(VisitorLink.objects.values_list("visitor_id", flat=True)) == [ids(1)[0]]
 
 
 # -- what Django itself refuses while reading a form ----------------------------------------

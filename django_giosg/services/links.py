@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 #: five in a row would take five logins of one visitor within milliseconds, which is an attack or
 #: a bug, not a user.
 BIND_TRIES = 5
+#: The sliding window of ``USER_CAPTURE_RATE``.
+RATE_WINDOW = timedelta(hours=1)
 
 
 @dataclass
@@ -39,6 +41,8 @@ class BindPlan:
     detach: list[int] = field(default_factory=list)
     #: Nothing was bound: the visitor id belongs to another browser, or is its live binding.
     refused: bool = False
+    #: Nothing was bound: the user bound ``USER_CAPTURE_RATE`` other visitor ids within the hour.
+    rate_limited: bool = False
     #: A binding of another user made from the same browser was superseded (a user switch).
     switched: bool = False
 
@@ -69,12 +73,21 @@ def bind(
     recorded): a visitor id is no secret, and knowing one must not let anybody end another
     person's chats or put their own name on them. A live link of another user made from this
     browser (a user switch), or whose session has ended, is superseded: it becomes
-    ``pending_detach`` and is returned to be detached first.
+    ``pending_detach`` and is returned to be detached first. Nothing changes either, and the
+    plan says ``rate_limited``, when the user is over ``USER_CAPTURE_RATE``.
 
     Two concurrent binds of one visitor cannot both create a live link (the unique
     ``live_visitor_id``); the loser reads the winner's link and applies the same rule to it.
     """
     plan = BindPlan()
+    if _over_user_rate(user.pk, visitor_id, settings):
+        logger.warning(
+            "django-giosg bound nothing: user %s is at USER_CAPTURE_RATE (%d new visitor ids "
+            "within the hour)",
+            user.pk,
+            settings.user_capture_rate,
+        )
+        return BindPlan(rate_limited=True)
     if not claim_visitor(visitor_id, device, settings, user_id=user.pk):
         return _refused(visitor_id)
     rooms = list(dict.fromkeys(browser_rooms)) if settings.use_browser_rooms else []
@@ -115,6 +128,25 @@ def bind(
         BIND_TRIES,
     )
     return plan
+
+
+def _over_user_rate(user_id: Any, visitor_id: str, settings: GiosgSettings) -> bool:
+    """Whether binding ``visitor_id`` would make the user's distinct visitor ids bound within
+    the last hour more than ``USER_CAPTURE_RATE``. Counted on the links, where every process sees
+    them: one account must not spend the organization's giosg quota (each binding costs calls at
+    login and at logout), however many sessions it opens. An id the user holds live, or bound
+    within the hour, always binds again."""
+    rate = settings.user_capture_rate
+    if rate is None:
+        return False
+    mine = VisitorLink.objects.filter(user_id=user_id)
+    if mine.filter(visitor_id=visitor_id).live().exists():
+        return False
+    since = clock.now() - RATE_WINDOW
+    recent = set(
+        mine.filter(created_at__gte=since).values_list("visitor_id", flat=True).distinct()
+    )
+    return visitor_id not in recent and len(recent) >= rate
 
 
 def _refused(visitor_id: str) -> BindPlan:

@@ -262,3 +262,63 @@ def test_bind_gives_up_loudly_when_every_try_loses_a_race(
         binding = links.bind(user, VISITOR, two_rooms(), device=KIOSK)
     assert binding == links.BindPlan(attach=None, detach=[])
     assert f"Could not bind visitor {VISITOR[:6]}…" in caplog.text
+
+
+# -- the rate per user ------------------------------------------------------------------------
+
+
+def new_ids(count: int) -> list[str]:
+    return [f"{index:032x}" for index in range(1, count + 1)]
+
+
+def test_a_user_binds_at_most_user_capture_rate_new_visitor_ids_within_the_hour(
+    user: AbstractUser, caplog: pytest.LogCaptureFixture
+) -> None:
+    limited = two_rooms(USER_CAPTURE_RATE=3)
+    for visitor_id in new_ids(3):  # each from its own browser, as after as many logins
+        assert links.bind(user, visitor_id, limited, device=visitor_id * 2).attach is not None
+    with caplog.at_level(logging.WARNING, "django_giosg"):
+        plan = links.bind(user, VISITOR, limited, device=KIOSK)
+    assert plan == links.BindPlan(rate_limited=True)
+    assert "at USER_CAPTURE_RATE (3 new visitor ids within the hour)" in caplog.text
+    assert not VisitorLink.objects.filter(visitor_id=VISITOR).exists()
+    assert not VisitorOrigin.objects.filter(visitor_id=VISITOR).exists()  # nothing claimed
+    # The ids the user bound within the hour bind again, live or not.
+    links.release_visitor(new_ids(1)[0], user.pk, limited)
+    assert links.bind(user, new_ids(1)[0], limited, device=new_ids(1)[0] * 2).attach is not None
+    assert links.bind(user, new_ids(2)[1], limited, device=new_ids(2)[1] * 2).refused is False
+    # Another user has a rate of their own.
+    bob = get_user_model().objects.create_user("bob")
+    assert links.bind(bob, VISITOR, limited, device=KIOSK).attach is not None
+
+
+def test_the_users_hour_slides(user: AbstractUser) -> None:
+    limited = two_rooms(USER_CAPTURE_RATE=2)
+    first, second = new_ids(2)
+    links.bind(user, first, limited, device=KIOSK)
+    links.bind(user, second, limited, device=PHONE)
+    assert links.bind(user, VISITOR, limited, device=KIOSK).rate_limited
+    links.release_visitor(first, user.pk, limited)
+    VisitorLink.objects.filter(visitor_id=first).update(created_at=timezone.now() - HOUR)
+    assert links.bind(user, VISITOR, limited, device=KIOSK).attach is not None
+
+
+def test_a_live_binding_older_than_the_hour_binds_again_over_the_rate(user: AbstractUser) -> None:
+    limited = two_rooms(USER_CAPTURE_RATE=1)
+    links.bind(user, VISITOR, limited, device=KIOSK)
+    VisitorLink.objects.update(created_at=timezone.now() - 2 * HOUR, state=State.ATTACHED)
+    links.bind(user, new_ids(1)[0], limited, device=PHONE)
+    plan = links.bind(
+        user,
+        VISITOR,
+        two_rooms(USER_CAPTURE_RATE=1, USE_BROWSER_ROOMS=True),
+        device=KIOSK,
+        browser_rooms=[SHARED],
+    )
+    assert plan.attach is not None
+
+
+def test_user_capture_rate_none_turns_the_limit_off(user: AbstractUser) -> None:
+    unlimited = two_rooms(CAPTURE_RATE=1, USER_CAPTURE_RATE=None)
+    for visitor_id in new_ids(5):
+        assert links.bind(user, visitor_id, unlimited, device=visitor_id * 2).attach is not None
