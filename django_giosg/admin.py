@@ -1,15 +1,20 @@
-"""A read-only view of the visitor links, with the two things an operator may need to do."""
+"""A read-only view of the visitor links, with the two things an operator may need to do.
+
+Only ``detached`` links can be deleted: a link in any other state may still hold variables and
+chats at giosg, and its row is the only record of what to clean up ("Detach now" first).
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected as delete_selected_objects
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from . import tasks
-from .models import VisitorLink
+from .models import State, VisitorLink
 
 if TYPE_CHECKING:
     _ModelAdmin = admin.ModelAdmin[VisitorLink]
@@ -32,7 +37,7 @@ class VisitorLinkAdmin(_ModelAdmin):
     list_filter = ("state", "failed_action")
     search_fields = ("visitor_id",)
     ordering = ("-updated_at",)
-    actions = ("detach_now", "retry")
+    actions = ("detach_now", "retry", "delete_selected")
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: VisitorLink | None = None
@@ -41,6 +46,35 @@ class VisitorLinkAdmin(_ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # links come from logins, never from a form
+
+    def has_delete_permission(self, request: HttpRequest, obj: VisitorLink | None = None) -> bool:
+        """No deleting a link that is not detached (its delete view answers 403)."""
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or obj.state == State.DETACHED)
+
+    def delete_model(self, request: HttpRequest, obj: VisitorLink) -> None:
+        # Only if it is still detached (a detached link never becomes live again; belt and braces).
+        VisitorLink.objects.filter(pk=obj.pk, state=State.DETACHED).delete()
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[VisitorLink]) -> None:
+        super().delete_queryset(request, queryset.filter(state=State.DETACHED))
+
+    @admin.action(description="Delete selected detached visitor links", permissions=["delete"])
+    def delete_selected(
+        self, request: HttpRequest, queryset: QuerySet[VisitorLink]
+    ) -> HttpResponse | None:
+        """Django's "Delete selected", refused while a selected link is not detached."""
+        undetached = queryset.exclude(state=State.DETACHED).count()
+        if undetached:
+            self.message_user(
+                request,
+                f"Nothing was deleted: {undetached} of the selected links are not detached. "
+                "Detach them first (Detach now); only detached links can be deleted.",
+                messages.ERROR,
+            )
+            return None
+        response: HttpResponse | None = delete_selected_objects(self, request, queryset)
+        return response
 
     @admin.action(
         description="Detach now (end the chats, delete the variables)", permissions=["change"]

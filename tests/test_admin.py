@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.test import Client
+from django.contrib import admin
+from django.test import Client, RequestFactory
 
 from django_giosg.models import State, VisitorLink, write_db
 
@@ -74,3 +75,64 @@ def test_retry_gives_a_failed_link_a_fresh_start(
         )
     assert "0 failed link(s) queued again." in response.content.decode()
     assert callbacks == []
+
+
+# -- deleting: only detached links (finding 7 of the security review) ----------------------
+
+
+@pytest.mark.parametrize("state", [s for s in State.values if s != State.DETACHED])
+def test_delete_selected_refuses_while_a_selected_link_is_not_detached(
+    admin_client: Client, state: str
+) -> None:
+    kept, other = link("a", state), link("b", State.DETACHED)
+    selected = {"action": "delete_selected", "_selected_action": [kept.pk, other.pk]}
+    page = admin_client.post(URL, selected, follow=True).content.decode()
+    assert "Nothing was deleted: 1 of the selected links are not detached." in page
+    confirmed = admin_client.post(URL, {**selected, "post": "yes"}, follow=True)
+    assert "Nothing was deleted" in confirmed.content.decode()
+    assert VisitorLink.objects.count() == 2
+
+
+def test_delete_selected_deletes_detached_links_after_the_confirmation(
+    admin_client: Client,
+) -> None:
+    first, second = link("a", State.DETACHED), link("b", State.DETACHED)
+    selected = {"action": "delete_selected", "_selected_action": [first.pk, second.pk]}
+    assert "Are you sure" in admin_client.post(URL, selected).content.decode()
+    admin_client.post(URL, {**selected, "post": "yes"})
+    assert not VisitorLink.objects.exists()
+
+
+@pytest.mark.parametrize("state", [s for s in State.values if s != State.DETACHED])
+def test_the_delete_view_refuses_a_link_that_is_not_detached(
+    admin_client: Client, state: str
+) -> None:
+    kept = link("a", state)
+    assert f"{kept.pk}/delete/" not in admin_client.get(f"{URL}{kept.pk}/change/").content.decode()
+    assert admin_client.get(f"{URL}{kept.pk}/delete/").status_code == 403
+    assert admin_client.post(f"{URL}{kept.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert VisitorLink.objects.filter(pk=kept.pk).exists()
+
+
+def test_the_delete_view_deletes_a_detached_link(admin_client: Client) -> None:
+    detached = link("a", State.DETACHED)
+    assert (
+        f"{detached.pk}/delete/"
+        in admin_client.get(f"{URL}{detached.pk}/change/").content.decode()
+    )
+    admin_client.post(f"{URL}{detached.pk}/delete/", {"post": "yes"})
+    assert not VisitorLink.objects.exists()
+
+
+def test_a_deletion_confirmed_after_the_link_went_live_again_deletes_nothing(
+    admin_client: Client,
+) -> None:
+    """The confirmation page was shown while the link was detached (cannot happen today: a
+    detached link stays detached; the deletion checks again all the same)."""
+    detached = link("a", State.DETACHED)
+    VisitorLink.objects.filter(pk=detached.pk).update(state=State.PENDING_DETACH)
+    model_admin = admin.site.get_model_admin(VisitorLink)
+    request = RequestFactory().post("/")
+    model_admin.delete_model(request, detached)
+    model_admin.delete_queryset(request, VisitorLink.objects.all())
+    assert VisitorLink.objects.filter(pk=detached.pk).exists()
