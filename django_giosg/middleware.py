@@ -29,8 +29,9 @@ It sets the browser's device cookie when the request used it (see :mod:`django_g
 and carries the browser's share of an ending to the next page (see
 :mod:`django_giosg.browser_logout`): after a logout, a user switch or a session that lost its
 user, and on the first page of a browser (without a bound session) whose binding ended while it
-was away. Responses that set these cookies, or render the cleanup, are marked private and vary on
-``Cookie``, so that no cache hands them to another browser.
+was away. Responses that set these cookies, or show something of this browser's (the cleanup, the
+session's visitor id), are marked ``private, no-store`` and vary on ``Cookie``, so that no cache
+hands them to another browser (see :mod:`django_giosg.caching`).
 
 Install it after ``SessionMiddleware`` and ``AuthenticationMiddleware`` (a system check says so).
 It is sync- and async-capable: under ASGI Django calls it without adapting it, and only its
@@ -51,9 +52,8 @@ from django.conf import settings as django_settings
 from django.contrib import auth
 from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest, HttpResponseBase
-from django.utils.cache import patch_cache_control, patch_vary_headers
 
-from . import browser_logout, device, request_notes, session, tasks
+from . import browser_logout, caching, device, request_notes, session, tasks
 from .conf import get_settings
 from .errors import GiosgConfigurationError
 from .limits import request_budget
@@ -223,11 +223,11 @@ def _refresh_expiry(store: SessionBase, response: HttpResponseBase) -> None:
 
 def _to_browser(request: HttpRequest, response: HttpResponseBase) -> None:
     """The cookies: the device's, and the browser's share of an ending; a response about this
-    browser must not be cached for others."""
+    browser must not be cached for others (see :mod:`django_giosg.caching`)."""
     set_device = device.set_device_cookie(request, response)
-    if browser_logout.carry_to_next_page(request, response) or set_device:
-        patch_vary_headers(response, ("Cookie",))
-        patch_cache_control(response, private=True)
+    carried = browser_logout.carry_to_next_page(request, response)
+    if carried or set_device or caching.kept_private(request):
+        caching.mark_private(response)
 
 
 _GetResponse = Callable[[HttpRequest], HttpResponseBase]

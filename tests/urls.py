@@ -8,10 +8,16 @@ from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse, HttpResponseServerError, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import include, path
+from django.views.decorators.cache import cache_page
 
 
 def page(request: HttpRequest) -> HttpResponse:
     return render(request, "page.html")
+
+
+def cleanup_only_page(request: HttpRequest) -> HttpResponse:
+    """A page with the logout tag only: it reads no session, so nothing else makes it vary."""
+    return render(request, "cleanup_only.html")
 
 
 def strict_csp_page(request: HttpRequest) -> HttpResponse:
@@ -80,5 +86,8 @@ urlpatterns = [
     path("cycle-key/", cycle_key),
     path("switch-to/<str:username>/", switch_to),
     path("logout-then-fail/", logout_then_fail),
+    path("cached/", cache_page(600)(page)),
+    path("cached-cleanup/", cache_page(600)(cleanup_only_page)),
+    path("cleanup-only/", cleanup_only_page),
     path("", page, name="page"),
 ]

@@ -22,7 +22,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from .. import browser_logout, session
+from .. import browser_logout, caching, session
 from ..conf import get_settings
 
 logger = logging.getLogger(__name__)
@@ -118,9 +118,12 @@ def giosg_capture(context: template.Context) -> SafeString:
         return NOTHING
     settings = get_settings()
     session_data: Any = getattr(request, "session", {})
+    visitor_id = session.get_visitor_id(session_data)
+    if visitor_id is not None:
+        caching.keep_private(request)  # this browser's id: no cache may hand it to another
     data = {
         "endpoint": endpoint,
-        "visitor-id": session.get_visitor_id(session_data) or "",
+        "visitor-id": visitor_id or "",
         "wait-ms": str(settings.capture_wait_ms),
         "csrf-token": get_token(request),
         "csrf-header": _csrf_header(),
@@ -142,5 +145,6 @@ def giosg_logout(context: template.Context) -> SafeString:
     if cleanup is None:
         return NOTHING
     browser_logout.mark_logout_rendered(request)
+    caching.keep_private(request)
     data = {"mode": "logout" if cleanup.remove else "close", "rooms": " ".join(cleanup.rooms)}
     return _script(context, static("django_giosg/logout.js"), data, loading="defer")
