@@ -188,7 +188,7 @@ def _keep_binding_in_step(request: HttpRequest, response: HttpResponseBase) -> N
                 unbound = session.get_binding(store) is None  # the capture view may have bound
             if unbound and _is_user(request, before.user_key):
                 plan = tasks.bind_session(request.user, store, device.device_of(request))
-                if not plan.refused:
+                if plan.bound:
                     device.note_binding(request, True)
                     request_notes.confirm_after_view(request, plan.attach)
     _refresh_expiry(store, response)

@@ -53,7 +53,7 @@ def on_user_logged_in(
                 "django-giosg: the login bound nothing: visitor %s belongs to another browser",
                 short_id(visitor_id),
             )
-        elif not plan.rate_limited:  # (logged by the bind)
+        elif plan.bound:  # (a rate limit is logged by the bind)
             device.note_binding(request, True)
             # a logout racing this login may delete the session before it is saved
             request_notes.confirm_after_view(request, plan.attach)

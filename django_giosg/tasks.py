@@ -163,7 +163,7 @@ def bind_session(user: Any, store: SessionBase, device: str) -> links.BindPlan:
         browser_rooms=session.get_browser_rooms(store),
         session_expires_at=expires_at,
     )
-    if plan.refused or plan.rate_limited:
+    if not plan.bound:
         session.forget_visitor(store)
     return plan
 

@@ -36,6 +36,7 @@ CALLS: dict[str, Call] = {
     "iter_rooms": lambda giosg: list(giosg.iter_rooms()),
     "iter_open_chats": lambda giosg: list(giosg.iter_open_chats(ROOM, VISITOR)),
     "end_chat": lambda giosg: giosg.end_chat(CHAT),
+    "get_chat": lambda giosg: giosg.get_chat(CHAT),
     "check_credentials": lambda giosg: giosg.check_credentials(),
 }
 

@@ -46,6 +46,11 @@ class BindPlan:
     #: A binding of another user made from the same browser was superseded (a user switch).
     switched: bool = False
 
+    @property
+    def bound(self) -> bool:
+        """Whether the visitor is bound to the user now (newly, or already)."""
+        return not (self.refused or self.rate_limited)
+
 
 def stale_after(settings: GiosgSettings, now: datetime | None = None) -> datetime:
     """When the sweep takes over a link whose task is enqueued now (or at ``now``), in case the
