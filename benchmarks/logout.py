@@ -2,10 +2,10 @@
 
     python benchmarks/logout.py [--rooms 50] [--chats 5] [--keys 5] [--latency 0.02] [--runs 5]
 
-The simulator runs in a process of its own (as ``manage.py giosg_simulator`` would) and answers
-every request after ``--latency`` seconds. The visitor has ``--chats`` open chats (one in each of
-the first rooms) and ``--keys`` variables in the one room of ``ROOM_IDS``. Each row is the median
-of ``--runs`` logouts:
+The simulator runs in a process of its own (as ``manage.py giosg_simulator`` would; this script
+chooses its token and ends it with SIGTERM) and answers every request after ``--latency``
+seconds. The visitor has ``--chats`` open chats (one in each of the first rooms) and ``--keys``
+variables in the one room of ``ROOM_IDS``. Each row is the median of ``--runs`` logouts:
 
 - *sequential recipe*: the client calls one after another, as giosg's tutorial describes (page
   the rooms, list each room's open chats, end them, delete the keys);
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import secrets
+import signal
 import statistics
 import time
 from collections.abc import Callable
@@ -30,22 +32,24 @@ from django.conf import settings
 VISITOR = "08119566026a4e1194a7a3244c90f925"
 
 
-def serve(ready: multiprocessing.Queue[dict[str, Any]], rooms: int) -> None:
+def serve(ready: multiprocessing.Queue[dict[str, Any]], rooms: int, token: str) -> None:
+    """Serve until SIGTERM (``Process.terminate``); the control API does not tell the token."""
     from django_giosg.testing import GiosgSimulator
 
-    with GiosgSimulator(rooms=rooms, shared_rooms=0) as sim:
+    with GiosgSimulator(api_token=token, rooms=rooms, shared_rooms=0) as sim:
+        signal.signal(signal.SIGTERM, lambda *_: sim.request_shutdown())
         ready.put(sim.describe())
         sim.wait()
 
 
-def configure(info: dict[str, Any]) -> None:
+def configure(info: dict[str, Any], token: str) -> None:
     settings.configure(
         INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "django_giosg"],
         DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
         CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
         USE_TZ=True,
         GIOSG={
-            "API_TOKEN": info["api_token"],
+            "API_TOKEN": token,
             "ORGANIZATION_ID": info["organization_id"],
             "ROOM_IDS": info["room_ids"][:1],
             "API_BASE_URL": info["base_url"],
@@ -66,11 +70,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
+    token = secrets.token_urlsafe(16)
     queue: multiprocessing.Queue[dict[str, Any]] = multiprocessing.Queue()
-    server = multiprocessing.Process(target=serve, args=(queue, args.rooms), daemon=True)
+    server = multiprocessing.Process(target=serve, args=(queue, args.rooms, token), daemon=True)
     server.start()
     info = queue.get(timeout=30)
-    configure(info)
+    configure(info, token)
 
     from django.core.cache import cache
 
@@ -86,7 +91,7 @@ def main() -> None:
     control = requests.Session()
 
     def prepare() -> None:
-        control.post(f"{base}/_simulator/reset", timeout=5).raise_for_status()
+        control.post(f"{base}/_simulator/reset", json={}, timeout=5).raise_for_status()
         for room in rooms[: args.chats]:
             seed = {"rooms": [room], "open_chats": 1}
             control.post(f"{base}/_simulator/visitors/{VISITOR}", json=seed, timeout=5)
@@ -122,7 +127,7 @@ def main() -> None:
     def sequential() -> float:
         started = time.perf_counter()
         with GiosgClient(
-            api_token=info["api_token"], organization_id=info["organization_id"], base_url=base
+            api_token=token, organization_id=info["organization_id"], base_url=base
         ) as client:
             for room in client.iter_rooms():
                 for chat in list(client.iter_open_chats(room.id, VISITOR)):
@@ -173,7 +178,7 @@ def main() -> None:
             f"| {approach} | {workers} | {room_list} | {count} | {opened} | "
             f"{seconds * 1000:.0f} ms |"
         )
-    control.post(f"{base}/_simulator/shutdown", timeout=5)
+    server.terminate()  # SIGTERM
     server.join(10)
 
 

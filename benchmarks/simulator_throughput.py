@@ -3,15 +3,18 @@
     python benchmarks/simulator_throughput.py [--seconds 2]
 
 The simulator runs in a process of its own (as ``manage.py giosg_simulator`` would), so that it
-does not share a GIL with the client. Each row runs for about ``--seconds``: the django-giosg
-client (one keep-alive session) with 1, 4 and 8 threads, and for comparison a new TCP connection
-per request. Client and simulator share the machine's cores.
+does not share a GIL with the client; this script chooses its token and ends it with SIGTERM.
+Each row runs for about ``--seconds``: the django-giosg client (one keep-alive session) with 1, 4
+and 8 threads, and for comparison a new TCP connection per request. Client and simulator share
+the machine's cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import secrets
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -45,8 +48,10 @@ def run(seconds: float, threads: int, call: Callable[[int], None]) -> tuple[int,
     return sum(counts), time.monotonic() - started
 
 
-def serve(ready: multiprocessing.Queue[dict[str, object]]) -> None:
-    with GiosgSimulator(rooms=1, shared_rooms=0) as sim:
+def serve(ready: multiprocessing.Queue[dict[str, object]], token: str) -> None:
+    """Serve until SIGTERM (``Process.terminate``); the control API does not tell the token."""
+    with GiosgSimulator(api_token=token, rooms=1, shared_rooms=0) as sim:
+        signal.signal(signal.SIGTERM, lambda *_: sim.request_shutdown())
         ready.put(sim.describe())
         sim.wait()
 
@@ -56,11 +61,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args()
 
+    token = secrets.token_urlsafe(16)
     queue: multiprocessing.Queue[dict[str, object]] = multiprocessing.Queue()
-    server = multiprocessing.Process(target=serve, args=(queue,), daemon=True)
+    server = multiprocessing.Process(target=serve, args=(queue, token), daemon=True)
     server.start()
     info = queue.get(timeout=30)
-    base, token = str(info["base_url"]), str(info["api_token"])
+    base = str(info["base_url"])
     room = info["room_ids"][0]  # type: ignore[index]
     control = requests.Session()
 
@@ -69,7 +75,7 @@ def main() -> None:
 
     rows = []
     for threads in (1, 4, 8):
-        control.post(f"{base}/_simulator/reset", timeout=5)
+        control.post(f"{base}/_simulator/reset", json={}, timeout=5).raise_for_status()
         client = GiosgClient(
             api_token=token,
             organization_id=str(info["organization_id"]),
@@ -84,7 +90,7 @@ def main() -> None:
             count, elapsed = run(args.seconds, threads, set_variable)
         rows.append(("client.set_variable, keep-alive", threads, count, elapsed, connections()))
 
-    control.post(f"{base}/_simulator/reset", timeout=5)
+    control.post(f"{base}/_simulator/reset", json={}, timeout=5).raise_for_status()
 
     def fresh_connection(n: int) -> None:
         headers = {"Authorization": f"Token {token}", "Connection": "close"}
@@ -92,7 +98,7 @@ def main() -> None:
 
     count, elapsed = run(args.seconds, 1, fresh_connection)
     rows.append(("GET users/me, new connection each", 1, count, elapsed, connections()))
-    control.post(f"{base}/_simulator/shutdown", timeout=5)
+    server.terminate()  # SIGTERM
     server.join(10)
 
     header = ("scenario", "threads", "requests", "seconds", "req/s", "TCP conns")

@@ -21,6 +21,7 @@ import re
 import time
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.core.exceptions import (
     BadRequest,
     RequestDataTooBig,
@@ -65,8 +66,9 @@ def capture(request: HttpRequest) -> HttpResponse:
     except _Rejected as rejected:
         return _rejection(rejected)
     # Django raises these wherever a form body is first read, in the CSRF check too.
-    except RequestDataTooBig:
-        return _rejection(_too_large(get_settings().capture_max_body))
+    except RequestDataTooBig:  # over DATA_UPLOAD_MAX_MEMORY_SIZE, when it is the smaller limit
+        limit = django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE or get_settings().capture_max_body
+        return _rejection(_too_large(limit))
     except (MultiPartParserError, BadRequest, TooManyFieldsSent, TooManyFilesSent):
         return _rejection(_Rejected(400, "the form data cannot be parsed"))
 

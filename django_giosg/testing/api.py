@@ -40,6 +40,11 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def media_type(headers: Mapping[str, str]) -> str:
+    """The ``Content-Type`` without its parameters, lower case (``""`` when there is none)."""
+    return headers.get("Content-Type", "").partition(";")[0].strip().lower()
+
+
 def json_response(status: int, data: object, headers: dict[str, str] | None = None) -> Response:
     if status == 204:
         return Response(204, headers=headers or {})
@@ -180,7 +185,7 @@ class GiosgAPI:
             raise Problem(403, {"detail": "You do not have permission to perform this action."})
 
     def _json_body(self, request: Request) -> dict[str, object]:
-        content_type = request.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+        content_type = media_type(request.headers)
         if content_type != JSON:
             shown = content_type or "none"
             raise Problem(415, {"detail": f'Unsupported media type "{shown}" in request.'})

@@ -1,10 +1,22 @@
 """The simulator's own HTTP API under ``/_simulator/``, which cannot clash with giosg's ``/api/``.
 
 For tests in other processes, the example project and the loader stand-in: the same operations as
-the Python API of :class:`~django_giosg.testing.GiosgSimulator`. It needs no token (the simulator
-listens on localhost only), is not counted in the request statistics and never faulted.
+the Python API of :class:`~django_giosg.testing.GiosgSimulator`. It needs no token, is not counted
+in the request statistics and never faulted. It listens on localhost, where any web page the
+machine's browser shows can send it requests, so every endpoint but ``browser/*`` answers only:
 
-    GET    /_simulator/                 what the simulator is: organization, token, rooms, …
+- requests whose ``Host`` is a loopback name, ``127.0.0.1``, ``localhost`` or ``[::1]`` with any
+  port or none; others get 403 (a page whose own name was rebound to 127.0.0.1, DNS rebinding,
+  must neither read the state nor change it);
+- ``GET`` requests, or requests sent as ``Content-Type: application/json`` (parameters such as
+  ``; charset=utf-8`` allowed); others get 415 (a page of any site may POST ``text/plain`` or a
+  form without a CORS preflight, but not JSON).
+
+Both refusals are ``{"error": message}``. The API token is not served: whoever starts the
+simulator chooses it (``api_token=``, or ``GIOSG["API_TOKEN"]`` for ``manage.py
+giosg_simulator``).
+
+    GET    /_simulator/                 what the simulator is: organization, rooms, … (no token)
     GET    /_simulator/stats            requests per endpoint, TCP connections accepted
     GET    /_simulator/calls            the call log
     POST   /_simulator/reset            back to the start: data, faults, switches, counts
@@ -17,10 +29,10 @@ listens on localhost only), is not counted in the request statistics and never f
     GET    /_simulator/switches         the behaviour switches
     PATCH  /_simulator/switches         change some: {"end_ended_chat": "locked", …}
     POST   /_simulator/down             refuse connections for {"seconds": n}
-    POST   /_simulator/shutdown         end ``manage.py giosg_simulator``
+    POST   /_simulator/shutdown         end ``manage.py giosg_simulator`` (as SIGTERM does)
     POST   /_simulator/browser/{visit,chat,close,remove}   the loader stand-in's calls (CORS
-                                        open): {"visitor_id"}, with "text" for chat and
-                                        "rooms" for remove
+                                        open, any Host and Content-Type): {"visitor_id"}, with
+                                        "text" for chat and "rooms" for remove
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .api import Request, Response, json_response
+from .api import JSON, Request, Response, json_response, media_type
 from .faults import Fault
 
 if TYPE_CHECKING:
@@ -41,6 +53,8 @@ PREFIX = "/_simulator/"
 MAX_LINE = 500  # characters of one chat-box line
 _VISITOR_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CORS = {"Access-Control-Allow-Origin": "*"}
+#: The names a ``Host`` header may give, with any port or none, for the endpoints but browser/*.
+_LOOPBACK_HOST = re.compile(r"(?:127\.0\.0\.1|localhost|\[::1\])(?::[0-9]{0,5})?", re.IGNORECASE)
 
 
 class ControlError(ValueError):
@@ -60,6 +74,9 @@ class ControlAPI:
         try:
             if route.startswith("browser/"):
                 return self._browser(request, route[len("browser/") :]), None
+            refused = _refusal(request)
+            if refused is not None:
+                return refused, None
             if (method, route) == ("GET", ""):
                 response = json_response(200, sim.describe())
             elif (method, route) == ("GET", "stats"):
@@ -170,9 +187,27 @@ _SEED_OPTIONS = {
 }
 
 
+def _refusal(request: Request) -> Response | None:
+    """The answer to a request that another site's page could have sent (see the module
+    docstring), or ``None`` for one from this machine's own tools."""
+    if not _LOOPBACK_HOST.fullmatch(request.headers.get("Host") or ""):
+        message = (
+            "the control API answers only requests to 127.0.0.1, localhost or [::1] "
+            "(the Host header): a guard against DNS rebinding"
+        )
+        return json_response(403, {"error": message})
+    if request.method != "GET" and media_type(request.headers) != JSON:
+        message = (
+            f"send control requests as {JSON} (Content-Type): another site's page can send "
+            "text/plain or a form here without asking first"
+        )
+        return json_response(415, {"error": message})
+    return None
+
+
 def _object(request: Request) -> dict[str, Any]:
-    """The request's JSON object (any Content-Type: browsers send text/plain to avoid a
-    preflight); an empty body is an empty object."""
+    """The request's JSON object, whatever its Content-Type (the loader stand-in sends
+    text/plain, which needs no CORS preflight); an empty body is an empty object."""
     if not request.body.strip():
         return {}
     try:

@@ -153,7 +153,8 @@ class GiosgSimulator:
         return self._server is not None
 
     def request_shutdown(self) -> None:
-        """Ask :meth:`wait` to return (the control API's ``POST /_simulator/shutdown``)."""
+        """Ask :meth:`wait` to return (SIGTERM to ``manage.py giosg_simulator``, or the control
+        API's ``POST /_simulator/shutdown``)."""
         self._shutdown.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -239,11 +240,12 @@ class GiosgSimulator:
         }
 
     def describe(self) -> dict[str, Any]:
+        """What ``GET /_simulator/`` serves. Not :attr:`api_token`: a site pointed at the
+        simulator may have adopted a real one, and whoever started the simulator knows it."""
         return {
             "base_url": self.base_url,
             "loader_url": self.loader_url,
             "organization_id": self.organization_id,
-            "api_token": self.api_token,
             "room_ids": self.room_ids,
             "shared_room_ids": self.shared_room_ids,
             "page_size": self.page_size,

@@ -38,9 +38,11 @@ def test_ready_serving_and_nothing_left_after_the_signal(
     assert 'src="/static/django_giosg/capture.js"' in home.text  # {% giosg_capture %}
     assert 'data-endpoint="/giosg/visitor/"' in home.text
     assert 'id="giosg-panel"' in home.text
-    described = requests.get(f"{sim}/_simulator/", timeout=10).json()
+    answer = requests.get(f"{sim}/_simulator/", timeout=10)
+    described = answer.json()
     assert described["room_ids"] == example.DEMO_ROOM_IDS  # the simulator adopted the site's
     assert described["organization_id"] == organization
+    assert example.GIOSG["API_TOKEN"] not in answer.text  # its token too, but never tells it
     assert processes_with(demo.marker)  # the marker does reach the children
 
     assert demo.stop(signum) == 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 import pytest
 import requests
@@ -11,10 +13,68 @@ from django_giosg.testing import GiosgSimulator
 
 from .conftest import API, OTHER_VISITOR, VISITOR
 
+AS_JSON = {"Content-Type": "application/json"}
+#: Every control endpoint that changes the simulator, with a body that it obeys.
+CHANGES = [
+    ("POST", "/_simulator/reset", {}),
+    ("POST", f"/_simulator/visitors/{OTHER_VISITOR}", {"open_chats": 1}),
+    ("POST", "/_simulator/faults", {"endpoint": "list_rooms", "status": 503}),
+    ("DELETE", "/_simulator/faults", None),
+    ("PATCH", "/_simulator/switches", {"end_ended_chat": "locked"}),
+    ("POST", "/_simulator/down", {"seconds": 0.3}),
+    ("POST", "/_simulator/shutdown", {}),
+]
+CHANGE_IDS = [f"{method} {path.split('/')[2]}" for method, path, _ in CHANGES]
+#: Every control endpoint that reads the simulator's state.
+READS = [
+    "/_simulator/",
+    "/_simulator/stats",
+    "/_simulator/calls",
+    f"/_simulator/visitors/{VISITOR}",
+    "/_simulator/faults",
+    "/_simulator/switches",
+]
+#: Names a page may give its requests to the simulator: its own, rebound to 127.0.0.1 (DNS
+#: rebinding), or 0.0.0.0 (which some browsers route to this machine).
+FOREIGN_HOSTS = [
+    "evil.example",
+    "127.0.0.1.evil.example",
+    "localhost.evil.example:8000",
+    "evil.example:{port}",
+    "0.0.0.0:{port}",
+]
+
 
 @pytest.fixture
 def control(sim: GiosgSimulator) -> API:
     return API(sim)
+
+
+@pytest.fixture
+def prepared(control: API, sim: GiosgSimulator) -> GiosgSimulator:
+    """A simulator with something for each change to change: a visitor, a fault, a call."""
+    sim.seed_visitor(VISITOR, variables={"k": "v"})
+    sim.add_fault("end_chat", status=503)
+    assert control.get("rooms").status_code == 200
+    return sim
+
+
+def setup_of(sim: GiosgSimulator) -> dict[str, Any]:
+    """What the control endpoints could change."""
+    return {
+        "faults": [fault.as_dict() for fault in sim.faults.faults],
+        "switches": sim.world.switches.as_dict(),
+        "visitors": [sim.state(VISITOR), sim.state(OTHER_VISITOR)],
+        "calls": sim.calls,
+        "up": sim.is_up,
+        "shut down": sim.wait(0),
+    }
+
+
+def send(control: API, method: str, path: str, body: object, **headers: str) -> requests.Response:
+    """``body`` as JSON text (none for ``None``), by default as ``application/json``."""
+    data = None if body is None else json.dumps(body)
+    return control.request(method, path, data=data, headers={**AS_JSON, **headers})
 
 
 def test_describe(control: API, sim: GiosgSimulator, room: str, shared_room: str) -> None:
@@ -22,7 +82,6 @@ def test_describe(control: API, sim: GiosgSimulator, room: str, shared_room: str
     assert info["base_url"] == sim.base_url
     assert info["loader_url"] == sim.loader_url
     assert info["organization_id"] == sim.organization_id
-    assert info["api_token"] == sim.api_token
     assert info["room_ids"] == [room]
     assert info["shared_room_ids"] == [shared_room]
     assert info["page_size"] == 50
@@ -45,7 +104,7 @@ def test_seed_and_read_a_visitor(control: API, sim: GiosgSimulator, room: str) -
 
 
 def test_seed_defaults_to_every_room(control: API, sim: GiosgSimulator) -> None:
-    control.post(f"/_simulator/visitors/{VISITOR}")
+    control.post(f"/_simulator/visitors/{VISITOR}", json={})
     assert len(sim.open_chats(VISITOR)) == len(sim.room_ids) + len(sim.shared_room_ids)
 
 
@@ -70,7 +129,7 @@ def test_bad_seeds(control: API, sim: GiosgSimulator, body: object, message: str
 
 @pytest.mark.parametrize("raw", [b"{", b"[1]", b"\xff"])
 def test_bodies_must_be_json_objects(control: API, raw: bytes) -> None:
-    response = control.post(f"/_simulator/visitors/{VISITOR}", data=raw)
+    response = control.post(f"/_simulator/visitors/{VISITOR}", data=raw, headers=AS_JSON)
     assert response.status_code == 400
     assert response.json()["error"]
 
@@ -86,7 +145,7 @@ def test_faults(control: API, sim: GiosgSimulator) -> None:
     assert response.json()["status"] == 503
     assert control.get("rooms").status_code == 503
     assert [f["endpoint"] for f in control.get("/_simulator/faults").json()] == ["list_rooms"]
-    assert control.delete("/_simulator/faults").status_code == 204
+    assert control.delete("/_simulator/faults", headers=AS_JSON).status_code == 204
     assert control.get("rooms").status_code == 200
     assert sim.faults.faults == []
 
@@ -127,7 +186,7 @@ def test_stats_calls_and_reset(control: API, sim: GiosgSimulator, room: str) -> 
         ("set_variable", 201),
         ("list_rooms", 200),
     ]
-    assert control.post("/_simulator/reset").status_code == 204
+    assert control.post("/_simulator/reset", json={}).status_code == 204
     assert sim.calls == []
     assert sim.variables(VISITOR) == {}
     assert control.get("/_simulator/stats").json()["requests"] == {}
@@ -135,7 +194,7 @@ def test_stats_calls_and_reset(control: API, sim: GiosgSimulator, room: str) -> 
 
 def test_unknown_control_paths(control: API) -> None:
     for method, path in [("GET", "/_simulator/nothing"), ("DELETE", "/_simulator/reset")]:
-        response = control.request(method, path)
+        response = control.request(method, path, json={})
         assert response.status_code == 404
         assert "no control endpoint" in response.json()["error"]
 
@@ -162,9 +221,100 @@ def test_down_needs_seconds(control: API, sim: GiosgSimulator, body: object) -> 
 
 def test_shutdown_releases_wait(control: API, sim: GiosgSimulator) -> None:
     assert sim.wait(0.01) is False
-    assert control.post("/_simulator/shutdown").status_code == 202
+    assert control.post("/_simulator/shutdown", json={}).status_code == 202
     assert sim.wait(5) is True
     sim._shutdown.clear()  # the session's simulator goes on serving the other tests
+
+
+def test_the_token_is_served_nowhere(control: API, prepared: GiosgSimulator) -> None:
+    """A site pointed at the simulator may have given it a real token; the process that
+    started the simulator knows it, nobody else needs it."""
+    described = control.get("/_simulator/")
+    assert described.status_code == 200
+    assert "api_token" not in described.json()
+    for path in READS:
+        response = control.get(path)
+        assert response.status_code == 200, path
+        assert prepared.api_token not in response.text, path
+
+
+@pytest.mark.parametrize("host", FOREIGN_HOSTS)
+@pytest.mark.parametrize(("method", "path", "body"), CHANGES, ids=CHANGE_IDS)
+def test_a_foreign_host_changes_nothing(
+    control: API, prepared: GiosgSimulator, host: str, method: str, path: str, body: object
+) -> None:
+    before = setup_of(prepared)
+    response = send(control, method, path, body, Host=host.format(port=prepared.port))
+    assert response.status_code == 403
+    assert "127.0.0.1, localhost or [::1]" in response.json()["error"]
+    assert "Access-Control-Allow-Origin" not in response.headers
+    time.sleep(0.05)  # what an accepted change does after its answer (down, shutdown) is done
+    assert setup_of(prepared) == before
+
+
+@pytest.mark.parametrize("host", FOREIGN_HOSTS)
+@pytest.mark.parametrize("path", READS)
+def test_a_foreign_host_reads_nothing(
+    control: API, prepared: GiosgSimulator, host: str, path: str
+) -> None:
+    response = control.get(path, headers={"Host": host.format(port=prepared.port)})
+    assert response.status_code == 403
+    assert list(response.json()) == ["error"]
+    assert VISITOR not in response.text
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "text/plain;charset=UTF-8",  # what fetch() sends with a string body
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        None,
+    ],
+)
+@pytest.mark.parametrize(("method", "path", "body"), CHANGES, ids=CHANGE_IDS)
+def test_a_simple_cross_site_request_changes_nothing(
+    control: API,
+    prepared: GiosgSimulator,
+    content_type: str | None,
+    method: str,
+    path: str,
+    body: object,
+) -> None:
+    """What any page can send without a CORS preflight: the JSON as text/plain, or a form."""
+    before = setup_of(prepared)
+    data = None if body is None else json.dumps(body)
+    headers = {"Origin": "http://evil.example"}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    response = control.request(method, path, data=data, headers=headers)
+    assert response.status_code == 415
+    assert "application/json" in response.json()["error"]
+    time.sleep(0.05)  # what an accepted change does after its answer (down, shutdown) is done
+    assert setup_of(prepared) == before
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost:{port}", "127.0.0.1", "[::1]:{port}", "127.0.0.1:{port}", "LocalHost"]
+)
+def test_json_to_a_loopback_name_is_obeyed(control: API, sim: GiosgSimulator, host: str) -> None:
+    named = {"Host": host.format(port=sim.port)}
+    fault = {"endpoint": "list_rooms", "status": 503}
+    as_json = {"Content-Type": "Application/JSON; charset=utf-8"}
+    response = send(control, "POST", "/_simulator/faults", fault, **named, **as_json)
+    assert response.status_code == 201
+    assert [f.as_dict() for f in sim.faults.faults] == [response.json()]
+    assert control.get("/_simulator/faults", headers=named).json() == [response.json()]
+    assert send(control, "DELETE", "/_simulator/faults", None, **named).status_code == 204
+    assert sim.faults.faults == []
+
+
+def test_an_empty_json_body_counts_as_an_empty_object(control: API, sim: GiosgSimulator) -> None:
+    sim.add_fault("list_rooms", status=503)
+    assert send(control, "POST", "/_simulator/reset", None).status_code == 204
+    assert sim.faults.faults == []
 
 
 class TestBrowser:
@@ -265,6 +415,22 @@ class TestBrowser:
     def test_bad_bodies(self, control: API, body: object) -> None:
         response = control.post("/_simulator/browser/remove", json=body)
         assert response.status_code == 400
+
+    @pytest.mark.parametrize("action", ["visit", "chat", "close", "remove"])
+    def test_a_page_of_another_origin_may_call_it_as_text(self, control: API, action: str) -> None:
+        """As loader.js does from the site's pages: a string body (text/plain), no preflight."""
+        body = json.dumps({"visitor_id": VISITOR, "text": "Hi"})  # "text" is chat's
+        headers = {"Origin": "http://127.0.0.1:8000", "Content-Type": "text/plain;charset=UTF-8"}
+        response = control.post(f"/_simulator/browser/{action}", data=body, headers=headers)
+        assert response.status_code == 200
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+        preflight = control.request(
+            "OPTIONS",
+            f"/_simulator/browser/{action}",
+            headers={"Origin": "http://127.0.0.1:8000", "Access-Control-Request-Method": "POST"},
+        )
+        assert preflight.status_code == 204
+        assert preflight.headers["Access-Control-Allow-Origin"] == "*"
 
     def test_unknown_action(self, control: API) -> None:
         response = control.post("/_simulator/browser/call", json={"visitor_id": VISITOR})

@@ -61,7 +61,9 @@ def test_every_answer_has_a_content_length_and_keeps_the_connection(
         ("GET", "/api/v5/users/me", None, token, 503),
         ("GET", sim.loader_url.removeprefix(sim.base_url), None, {}, 200),
         ("GET", "/_simulator/stats", None, {}, 200),
-        ("DELETE", "/_simulator/faults", None, {}, 204),
+        ("DELETE", "/_simulator/faults", None, {"Content-Type": "application/json"}, 204),
+        ("DELETE", "/_simulator/faults", None, {}, 415),
+        ("GET", "/_simulator/stats", None, {"Host": "evil.example"}, 403),
     ]
     for method, path, body, headers, status in cases:
         response = exchange(conn, method, path, body, headers)
@@ -109,6 +111,18 @@ def test_bodies_without_a_usable_length_close_the_connection(
     assert status_line == f"HTTP/1.1 {status} {http.client.responses[status]}".encode()
     assert b"Connection: close" in rest
     assert json.loads(rest.partition(b"\r\n\r\n")[2])["detail"]
+
+
+def test_a_control_request_without_a_host_is_refused(sim: GiosgSimulator) -> None:
+    """HTTP/1.0 allows no Host; the control API answers only a loopback one."""
+    with socket.create_connection((sim.host, sim.port), timeout=5) as sock:
+        sock.sendall(b"GET /_simulator/ HTTP/1.0\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert list(json.loads(body)) == ["error"]
 
 
 def test_the_call_log(api: API, sim: GiosgSimulator, room: str) -> None:

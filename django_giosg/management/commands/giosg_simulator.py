@@ -1,8 +1,9 @@
-"""``manage.py giosg_simulator``: serve the giosg simulator until Ctrl-C (or SIGTERM).
+"""``manage.py giosg_simulator``: serve the giosg simulator until Ctrl-C or SIGTERM (exit 0).
 
 The simulator takes the organization, token and rooms of ``settings.GIOSG`` when they are set, so
 that a site pointed at it (``API_BASE_URL``) works unchanged; whatever token the site has is the
-one it accepts. The system checks don't run: an incomplete ``GIOSG`` must not stop it.
+one it accepts (its control API does not tell the token: the site's settings do). The system
+checks don't run: an incomplete ``GIOSG`` must not stop it.
 """
 
 from __future__ import annotations
@@ -52,12 +53,32 @@ class Command(BaseCommand):
             page_size=options["page_size"],
             seed=options["seed"],
         )
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            # SIGTERM (docker stop, systemd, CI, scripts/demo) stops it as cleanly as Ctrl-C does;
+            # handled before it listens, so that no SIGTERM finds the default action (death).
+            previous = signal.signal(signal.SIGTERM, lambda *_: simulator.request_shutdown())
+        try:
+            self._serve(simulator, options["port"], configured.get("API_BASE_URL"))
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        self.stdout.write("giosg simulator stopped.")
+
+    def _serve(self, simulator: GiosgSimulator, port: int, configured_url: str | None) -> None:
         try:
             simulator.start()
         except OSError as err:
-            raise CommandError(
-                f"cannot listen on port {options['port']}: {err.strerror}"
-            ) from None
+            raise CommandError(f"cannot listen on port {port}: {err.strerror}") from None
+        try:
+            self._banner(simulator, configured_url)
+            simulator.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            simulator.stop()
+
+    def _banner(self, simulator: GiosgSimulator, configured_url: str | None) -> None:
         base = simulator.base_url
         self.stdout.write(f"giosg simulator listening on {base}")
         self.stdout.write(f"  organization {simulator.organization_id}")
@@ -65,20 +86,7 @@ class Command(BaseCommand):
         self.stdout.write(f"  shared rooms {', '.join(simulator.shared_room_ids) or '-'}")
         self.stdout.write(f"  loader       {simulator.loader_url}")
         self.stdout.write(f"  control API  {base}/_simulator/")
-        if configured.get("API_BASE_URL") != base:
+        if configured_url != base:
             self.stdout.write(f'Point the site at it with GIOSG["API_BASE_URL"] = "{base}".')
         self.stdout.write("Quit with CONTROL-C.")
         self.stdout.flush()
-        previous = None
-        if threading.current_thread() is threading.main_thread():
-            # SIGTERM (docker stop, systemd, CI) stops it as cleanly as Ctrl-C does.
-            previous = signal.signal(signal.SIGTERM, lambda *_: simulator.request_shutdown())
-        try:
-            simulator.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            simulator.stop()
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-        self.stdout.write("giosg simulator stopped.")
