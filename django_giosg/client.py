@@ -42,7 +42,7 @@ from requests.adapters import HTTPAdapter
 
 from . import __version__
 from .clock import backoff
-from .conf import GiosgSettings, get_settings
+from .conf import HEADER_SAFE_RULE, TOKEN_PATTERN, GiosgSettings, get_settings
 from .errors import (
     GiosgAPIError,
     GiosgAuthError,
@@ -132,6 +132,8 @@ class GiosgClient:
     ) -> None:
         if not api_token:
             raise GiosgConfigurationError('GIOSG["API_TOKEN"] is required to call giosg')
+        if not TOKEN_PATTERN.fullmatch(api_token):
+            raise GiosgConfigurationError(f'GIOSG["API_TOKEN"] {HEADER_SAFE_RULE}')
         self._token = api_token
         self.organization_id = organization_id
         self.base_url = base_url.rstrip("/")

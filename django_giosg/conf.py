@@ -28,6 +28,13 @@ DEFAULT_API_BASE_URL = "https://service.giosg.com"
 DEFAULT_VARIABLES = "django_giosg.variables.default_variables"
 EXAMPLE_UUID = "9ae65e7d-56c5-11e5-af8d-6c4008c08dfe"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+#: What an API token may be: it goes into an HTTP header, where anything else fails the call (and
+#: an exception of the HTTP library would carry the header, token and all).
+TOKEN_PATTERN = re.compile(r"[\x21-\x7e]+")
+HEADER_SAFE_RULE = (
+    "must be printable ASCII without spaces (a token read from a file or an environment "
+    "variable may end with a newline: strip it)"
+)
 
 VariablesCallable = Callable[[Any], Mapping[str, object] | None]
 
@@ -132,6 +139,13 @@ def _non_empty_str(value: object) -> str:
     return value
 
 
+def _token(value: object) -> str:
+    text = _non_empty_str(value)
+    if not TOKEN_PATTERN.fullmatch(text):
+        raise _Invalid(HEADER_SAFE_RULE)  # (the message never shows the token)
+    return text
+
+
 def _uuid(value: object) -> str:
     text = _non_empty_str(value)
     try:
@@ -221,7 +235,7 @@ def _regex(value: object) -> re.Pattern[str]:
 # key -> (attribute, parser); the defaults are GiosgSettings' own.
 _PARSERS: dict[str, tuple[str, Callable[[object], object]]] = {
     "ENABLED": ("enabled", _bool),
-    "API_TOKEN": ("api_token", _non_empty_str),
+    "API_TOKEN": ("api_token", _token),
     "ORGANIZATION_ID": ("organization_id", _uuid),
     "ROOM_IDS": ("room_ids", _uuid_list),
     "API_BASE_URL": ("api_base_url", _base_url),

@@ -18,7 +18,7 @@ from django.test import override_settings
 from django.views.debug import ExceptionReporter
 
 from django_giosg.client import GiosgClient
-from django_giosg.errors import GiosgError
+from django_giosg.errors import GiosgConfigurationError, GiosgError
 from django_giosg.testing import GiosgSimulator
 
 from .conftest import CHAT, ORG, ORG_URL, ROOM, VISITOR
@@ -110,3 +110,13 @@ def test_reports_of_a_bad_answer_and_a_passed_deadline_hold_no_token(debug: bool
     assert all(TOKEN not in report for report in shown)
     if not debug:
         assert all(VALUE not in report for report in shown)
+
+
+@pytest.mark.parametrize("token", [f"{TOKEN}\n", f"{TOKEN}\u00e9", f" {TOKEN}"])
+def test_a_token_that_cannot_go_into_a_header_is_refused_before_any_call(token: str) -> None:
+    """A token with a newline (read from a file) made ``http.client`` raise a ``ValueError``
+    with the header, token and all, in its message, which the tasks log."""
+    with pytest.raises(GiosgConfigurationError) as caught:
+        GiosgClient(api_token=token, organization_id=ORG)
+    assert TOKEN not in str(caught.value)
+    assert str(caught.value).startswith('GIOSG["API_TOKEN"] must be printable ASCII')

@@ -248,8 +248,19 @@ def test_unknown_keys_are_not_an_error_here() -> None:
     assert load(with_(NOT_A_SETTING=1)).api_token == "t0k"
 
 
-def test_the_token_is_not_validated_beyond_being_a_string() -> None:
-    assert load(with_(API_TOKEN="any format at all")).api_token == "any format at all"
+def test_the_token_may_be_any_printable_ascii_without_spaces() -> None:
+    token = "Ab9-_.~!#$%&'*+/=?^`|{}[]:;<>,@()"
+    assert load(with_(API_TOKEN=token)).api_token == token
+
+
+@pytest.mark.parametrize(
+    "token", ["tok\n", " tok", "to k", "tök", "tok\t", "tok\x00", "tok\u2028"]
+)
+def test_a_token_that_cannot_go_into_a_header_names_the_key_not_the_token(token: str) -> None:
+    with pytest.raises(GiosgConfigurationError) as caught:
+        load(with_(API_TOKEN=token))
+    assert str(caught.value).startswith('GIOSG["API_TOKEN"] must be printable ASCII')
+    assert "tok" not in str(caught.value).replace("token", "")
 
 
 def test_settings_are_read_lazily_cached_and_reset_on_change() -> None:
