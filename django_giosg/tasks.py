@@ -168,6 +168,14 @@ def bind_session(user: Any, store: SessionBase, device: str) -> links.BindPlan:
     return plan
 
 
+def over_user_rate(user: Any, visitor_id: str) -> bool:
+    """Whether binding ``visitor_id`` to ``user`` now would be refused for ``USER_CAPTURE_RATE``
+    (see :func:`links.over_user_rate <django_giosg.services.links.over_user_rate>`): asked by
+    the capture view before it calls giosg for the browser's rooms. The bind asks again."""
+    settings = get_settings()
+    return settings.enabled and links.over_user_rate(user.pk, visitor_id, settings)
+
+
 def follow_session_expiry(visitor_id: str, user_key: str, expires_at: datetime) -> None:
     """The session's expiry moved: so does its link's (see :func:`links.record_session_expiry
     <django_giosg.services.links.record_session_expiry>`)."""

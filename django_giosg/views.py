@@ -5,10 +5,11 @@ giosg is not called.
 
 1. method 405;
 2. the ``Content-Length`` header: 400 when it is no number, 413 when it declares more than
-   ``CAPTURE_MAX_BODY`` (before anything reads the body, the CSRF check included);
+   ``CAPTURE_MAX_BODY`` (before the view reads the body, the CSRF check included), 411 for form
+   data without one;
 3. CSRF 403;
-4. the body: 413 when it is larger than declared allowed (a body sent without
-   ``Content-Length``), 400 when it cannot be parsed or its visitor id is not valid;
+4. the body: 413 when JSON sent without ``Content-Length`` turns out larger than
+   ``CAPTURE_MAX_BODY``, 400 when it cannot be parsed or its visitor id is not valid;
 5. the rates 429: the session's (``CAPTURE_RATE``), then the user's (``USER_CAPTURE_RATE``);
 6. 409 for a visitor id that belongs to another browser.
 """
@@ -88,12 +89,15 @@ def _check_length(request: HttpRequest, max_body: int) -> None:
     """Refuse a ``Content-Length`` that is no number (Django would fail with a 500 reading the
     body) or that declares too large a body, before anything reads it: the CSRF check reads a
     form body whole."""
-    declared = request.META.get("CONTENT_LENGTH")
-    if declared is None or declared == "":
-        return  # no body, or one of unknown length: its size is checked once read
-    if not _DIGITS.fullmatch(declared.strip()):
+    declared = (request.META.get("CONTENT_LENGTH") or "").strip()
+    if not declared:
+        if request.content_type in FORM_TYPES:  # Django would parse it whole, whatever its size
+            raise _Rejected(411, "send form data with a Content-Length header")
+        return  # no body, or JSON of unknown length: its size is checked as it is read
+    if not _DIGITS.fullmatch(declared):
         raise _Rejected(400, "the Content-Length header must be a number of bytes")
-    if int(declared) > max_body:
+    digits = declared.lstrip("0") or "0"  # (int() refuses more than 4,300 digits: no int())
+    if len(digits) > len(str(max_body)) or int(digits) > max_body:
         raise _too_large(max_body)
 
 
@@ -115,6 +119,8 @@ def _capture(request: HttpRequest) -> HttpResponse:
     previous = session.get_visitor_id(store)
     saved = session.snapshot(store)
     anonymous = not request.user.is_authenticated  # (a logged-in user's bind claims the id)
+    if visitor_id != previous and not anonymous and tasks.over_user_rate(request.user, visitor_id):
+        return _rejection(_user_rate_limited())
     if visitor_id != previous and anonymous and not _claim(request, visitor_id):
         session.restore(store, saved)
         device.discard_new_device(request)
@@ -151,11 +157,7 @@ def _bind(request: HttpRequest, previous: str | None, visitor_id: str) -> _Rejec
         if plan.refused:
             return _ANOTHER_BROWSERS
         if plan.rate_limited:
-            return _Rejected(
-                429,
-                f"this account bound {get_settings().user_capture_rate} different visitor ids "
-                "within the hour; try again later",
-            )
+            return _user_rate_limited()
         device.note_binding(request, True)
         request_notes.confirm_after_view(request, plan.attach)
         if plan.switched:
@@ -165,6 +167,14 @@ def _bind(request: HttpRequest, previous: str | None, visitor_id: str) -> _Rejec
     except Exception:
         logger.exception("django-giosg could not attach the captured visitor")
     return None
+
+
+def _user_rate_limited() -> _Rejected:
+    return _Rejected(
+        429,
+        f"this account bound {get_settings().user_capture_rate} different visitor ids, or "
+        "bound them too often, within the hour; try again later",
+    )
 
 
 def _parse(request: HttpRequest, max_body: int) -> tuple[str, list[str]]:

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from django.core.management import call_command
 from django.http import HttpResponse
-from django.test import Client
+from django.test import Client, RequestFactory
 
 from django_giosg import device, tasks
 from django_giosg.conf import get_settings
@@ -73,6 +73,13 @@ def same_device(*browsers: Browser) -> str:
     for browser in browsers:
         browser.http.cookies[device.DEVICE_COOKIE] = signed.cookies[device.DEVICE_COOKIE].value
     return device.digest(token)
+
+
+def device_flag(browser: Browser) -> bool:
+    """Whether the browser's device cookie says it may have a binding."""
+    request = RequestFactory().get("/")
+    request.COOKIES[device.DEVICE_COOKIE] = browser.http.cookies[device.DEVICE_COOKIE].value
+    return device.device_with_binding(request) is not None
 
 
 def expected(sim: GiosgSimulator, user: AbstractUser, name: str) -> dict[str, dict[str, str]]:

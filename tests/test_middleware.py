@@ -18,12 +18,12 @@ from django_giosg import limits, middleware, request_notes, session, tasks
 from django_giosg.browser_logout import LOGOUT_COOKIE
 from django_giosg.limits import CallLimits
 from django_giosg.middleware import GiosgMiddleware
-from django_giosg.models import State
+from django_giosg.models import State, VisitorLink
 from django_giosg.request_notes import visitor_before_view
 from django_giosg.session import SESSION_KEY
 from django_giosg.testing import GiosgSimulator
 
-from .browsing import PASSWORD, VISITOR, Browser, expected, make_user, only_link
+from .browsing import PASSWORD, VISITOR, Browser, device_flag, expected, make_user, only_link
 
 pytestmark = pytest.mark.django_db
 
@@ -219,3 +219,24 @@ def test_a_session_that_lost_its_user_is_noticed_over_asgi(giosg: GiosgSimulator
     assert send("get", "/data/").status_code == 200
     assert giosg.variables(VISITOR) == {}
     assert only_link().state == State.DETACHED
+
+
+@pytest.mark.parametrize("rate", [None, 1], ids=["under the rate", "over USER_CAPTURE_RATE"])
+def test_a_session_bound_on_a_later_page_notes_its_binding_only_when_bound(
+    giosg: GiosgSimulator, settings: Any, rate: int | None
+) -> None:
+    """A visitor id captured while GIOSG was off, by a logged-in user, is bound on the next page
+    once it is on; over the user's rate it is not, and the browser notes no binding."""
+    ann = make_user("ann")
+    VisitorLink.objects.create(visitor_id="f" * 32, user=ann)  # the user's one id this hour
+    browser = Browser()
+    giosg_on = settings.GIOSG
+    settings.GIOSG = {**giosg_on, "ENABLED": False}
+    browser.http.force_login(ann)  # type: ignore[arg-type]
+    browser.capture()
+    settings.GIOSG = {**giosg_on, "USER_CAPTURE_RATE": rate}
+    browser.http.get("/")
+    bound = VisitorLink.objects.filter(visitor_id=VISITOR).exists()
+    assert bound is (rate is None)
+    assert device_flag(browser) is bound
+    assert (browser.visitor_id() == VISITOR) is bound  # over the rate: reported again later

@@ -25,6 +25,7 @@ from django_giosg.models import VisitorLink
 from django_giosg.session import CAPTURES_SESSION_KEY, ROOMS_SESSION_KEY, SESSION_KEY
 from django_giosg.testing import GiosgSimulator
 
+from .browsing import Browser, device_flag, make_user
 from .conftest import VISITOR, giosg_settings
 
 pytestmark = pytest.mark.django_db
@@ -304,7 +305,7 @@ def test_the_limit_is_a_setting(site: Site) -> None:
         (json.dumps({"visitor_id": VISITOR, "rooms": {}}), "application/json", "rooms must"),
         (VISITOR, "text/plain", "send the visitor id as JSON"),
         (f"visitor_id={VISITOR}", None, "send the visitor id as JSON"),
-        ("", "application/x-www-form-urlencoded", "visitor_id is required"),
+        ("x=1", "application/x-www-form-urlencoded", "visitor_id is required"),
         (f"rooms={VISITOR}", "application/x-www-form-urlencoded", "visitor_id is required"),
         (
             f"visitor_id={VISITOR}&visitor_id={OTHER}",
@@ -402,20 +403,19 @@ def test_the_rate_per_user_holds_across_sessions(giosg: GiosgSimulator) -> None:
     """Finding 4 of the security review: one account ran 10 logins with 11 new ids each."""
     ann = get_user_model().objects.create_user("ann")
     accepted, limited = [], []
-    with giosg_settings(CAPTURE_RATE=3, USER_CAPTURE_RATE=4):
+    rooms = giosg.world.owned_room_ids[:1]
+    with giosg_settings(CAPTURE_RATE=3, USER_CAPTURE_RATE=4, ROOMS_CACHE_TTL=0):
         for login in range(3):
             site = Site()
             site.http.force_login(ann)
             for visitor in ids(9)[login * 3 : login * 3 + 3]:
                 before = site.session()
-                response = site.capture(visitor)
+                response = site.capture(visitor, rooms=rooms)
                 if response.status_code == 204:
                     accepted.append(visitor)
                     continue
                 assert response.status_code == 429
-                assert error_of(response) == (
-                    "this account bound 4 different visitor ids within the hour; try again later"
-                )
+                assert error_of(response) == USER_RATE_LIMITED.format(4)
                 assert site.session() == before
                 limited.append(visitor)
     assert accepted == ids(4)
@@ -425,23 +425,47 @@ def test_the_rate_per_user_holds_across_sessions(giosg: GiosgSimulator) -> None:
         call.path.split("/visitors/")[1][:32] for call in giosg.calls if call.method == "POST"
     }
     assert posted <= set(ids(4))
+    # a refused capture asks giosg nothing, not even for the browser's rooms
+    assert len([call for call in giosg.calls if call.endpoint == "list_rooms"]) == 4
+
+
+USER_RATE_LIMITED = (
+    "this account bound {} different visitor ids, or bound them too often, within the hour; "
+    "try again later"
+)
+
+
+def test_the_rate_per_user_counts_bindings_too(giosg: GiosgSimulator) -> None:
+    """Two ids captured in turn: each capture ends one binding and makes another."""
+    ann = get_user_model().objects.create_user("ann")
+    site = Site()
+    site.http.force_login(ann)
+    statuses = []
+    with giosg_settings(CAPTURE_RATE=2, USER_CAPTURE_RATE=2):
+        for turn in range(10):
+            statuses.append(site.capture((VISITOR, OTHER)[turn % 2]).status_code)
+    # 2 ids times BINDINGS_PER_ID; then the id the session holds is unchanged (204), the other not
+    assert statuses == [204] * 6 + [429, 204] * 2
+    assert VisitorLink.objects.count() == 6
 
 
 def test_a_login_over_the_rate_per_user_binds_nothing_and_still_logs_in(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    ann = get_user_model().objects.create_user("ann", password="pw-1815")
+    ann = make_user("ann")
     with giosg_settings(USER_CAPTURE_RATE=1):
-        first = Site()
-        assert first.capture(ids(1)[0]).status_code == 204
-        assert first.http.login(username="ann", password="pw-1815")
-        second = Site()
-        assert second.capture(OTHER).status_code == 204
+        first = Browser()
+        first.capture(ids(1)[0])
+        first.login(ann)
+        second = Browser()
+        second.capture(OTHER)
         with caplog.at_level(logging.WARNING, "django_giosg"):
-            assert second.http.login(username="ann", password="pw-1815")
-    assert "at USER_CAPTURE_RATE (1 new visitor ids within the hour)" in caplog.text
-    assert second.session()["_auth_user_id"] == str(ann.pk)
-    assert SESSION_KEY not in second.session()  # reported again by the next page, bound then
+            second.login(ann)
+    assert "at USER_CAPTURE_RATE (1 visitor ids, 3 bindings within the hour)" in caplog.text
+    assert second.http.session["_auth_user_id"] == str(ann.pk)
+    assert second.visitor_id() is None  # reported again by the next page, bound then
+    assert device_flag(first)  # a browser with a binding (its logout releases it)
+    assert not device_flag(second)  # one without
     assert list(VisitorLink.objects.values_list("visitor_id", flat=True)) == [ids(1)[0]]
 
 
@@ -507,6 +531,33 @@ def test_a_content_length_that_is_no_number_gets_400(
     assert site.session() == {}
 
 
+@pytest.mark.parametrize("length", ["9" * 5000, "2049", "0" * 5000 + "4096"])
+def test_a_content_length_over_the_limit_gets_413_however_long(site: Site, length: str) -> None:
+    response: HttpResponse = site.http.generic(  # type: ignore[assignment]
+        "POST",
+        URL,
+        json.dumps({"visitor_id": VISITOR}),
+        content_type="application/json",
+        headers={"X-CSRFToken": site.token},
+        CONTENT_LENGTH=length,
+    )
+    assert response.status_code == 413
+    assert "2048 bytes" in error_of(response)
+
+
+def test_leading_zeros_in_a_content_length_are_no_error(site: Site) -> None:
+    body = json.dumps({"visitor_id": VISITOR})
+    response = site.http.generic(
+        "POST",
+        URL,
+        body,
+        content_type="application/json",
+        headers={"X-CSRFToken": site.token},
+        CONTENT_LENGTH="000" + str(len(body)),
+    )
+    assert response.status_code == 204
+
+
 class Unreadable(io.BytesIO):
     """A request body that fails the test if anything reads it."""
 
@@ -536,7 +587,7 @@ def test_a_declared_body_too_large_gets_413_before_anything_reads_it(
     assert "2048 bytes" in error_of(response)
 
 
-def asgi_post(body: bytes) -> tuple[int, bytes]:
+def asgi_post(body: bytes, content_type: str = "application/json") -> tuple[int, bytes]:
     """POST ``body`` through Django's ASGI handler without a Content-Length header, as a
     chunked upload arrives from an ASGI server."""
     secret = "s" * 32  # an unmasked CSRF secret is a valid token for itself
@@ -554,7 +605,7 @@ def asgi_post(body: bytes) -> tuple[int, bytes]:
         "client": ("127.0.0.1", 5000),
         "headers": [
             (b"host", b"testserver"),
-            (b"content-type", b"application/json"),
+            (b"content-type", content_type.encode()),
             (b"cookie", f"csrftoken={secret}".encode()),
             (b"x-csrftoken", secret.encode()),
         ],
@@ -575,6 +626,21 @@ def asgi_post(body: bytes) -> tuple[int, bytes]:
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return status, content
+
+
+def test_a_form_without_content_length_gets_411(site: Site) -> None:
+    response = site.post("", "application/x-www-form-urlencoded")  # (no body: no header)
+    assert response.status_code == 411
+    assert site.session() == {}
+
+
+def test_over_asgi_a_form_without_content_length_gets_411() -> None:
+    """Django's ASGI handler reads a body of unknown length whole, and the CSRF check would
+    then parse it whole, whatever its size."""
+    body = f"visitor_id={VISITOR}&x={'y' * 100_000}".encode()
+    status, content = asgi_post(body, "application/x-www-form-urlencoded")
+    assert status == 411
+    assert json.loads(content) == {"error": "send form data with a Content-Length header"}
 
 
 def test_over_asgi_a_large_body_without_content_length_gets_413() -> None:

@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 BIND_TRIES = 5
 #: The sliding window of ``USER_CAPTURE_RATE``.
 RATE_WINDOW = timedelta(hours=1)
+#: How many times a user may bind each of their ``USER_CAPTURE_RATE`` visitor ids within the
+#: window (log out and in again, switch between two ids): every binding costs giosg calls, for
+#: the variables at login and for the cleanup at logout, whether its id is new or not.
+BINDINGS_PER_ID = 3
 
 
 @dataclass
@@ -85,14 +89,8 @@ def bind(
     ``live_visitor_id``); the loser reads the winner's link and applies the same rule to it.
     """
     plan = BindPlan()
-    if _over_user_rate(user.pk, visitor_id, settings):
-        logger.warning(
-            "django-giosg bound nothing: user %s is at USER_CAPTURE_RATE (%d new visitor ids "
-            "within the hour)",
-            user.pk,
-            settings.user_capture_rate,
-        )
-        return BindPlan(rate_limited=True)
+    if over_user_rate(user.pk, visitor_id, settings):
+        return _rate_limited(user.pk, settings, plan)
     if not claim_visitor(visitor_id, device, settings, user_id=user.pk):
         return _refused(visitor_id)
     rooms = list(dict.fromkeys(browser_rooms)) if settings.use_browser_rooms else []
@@ -125,6 +123,11 @@ def bind(
                 )
         except IntegrityError:
             continue  # another login created the live link first: decide on that one
+        if over_user_rate(user.pk, visitor_id, settings, made=link.pk):
+            # Concurrent binds of the user got in first: this one, the last of them, gives way.
+            # Nothing was set at giosg yet (the attach is enqueued once this returns).
+            VisitorLink.objects.filter(pk=link.pk, state=State.PENDING_ATTACH).delete()
+            return _rate_limited(user.pk, settings, plan)
         plan.attach = link.pk
         return plan
     logger.error(
@@ -135,23 +138,42 @@ def bind(
     return plan
 
 
-def _over_user_rate(user_id: Any, visitor_id: str, settings: GiosgSettings) -> bool:
-    """Whether binding ``visitor_id`` would make the user's distinct visitor ids bound within
-    the last hour more than ``USER_CAPTURE_RATE``. Counted on the links, where every process sees
-    them: one account must not spend the organization's giosg quota (each binding costs calls at
-    login and at logout), however many sessions it opens. An id the user holds live, or bound
-    within the hour, always binds again."""
+def over_user_rate(
+    user_id: Any, visitor_id: str, settings: GiosgSettings, *, made: int | None = None
+) -> bool:
+    """Whether binding ``visitor_id`` now would take the user over ``USER_CAPTURE_RATE``: more
+    distinct visitor ids bound within the last hour than the rate, or more bindings than
+    :data:`BINDINGS_PER_ID` times it. Counted on the links, where every process sees them: one
+    account must not spend the organization's giosg quota, however many sessions it opens. An
+    id the user holds live binds again without a new binding (nothing to count).
+
+    ``made``: the link this bind has just created, counted with the user's links made before it
+    (a lower id), so that of concurrent binds over the rate the last ones give way."""
     rate = settings.user_capture_rate
     if rate is None:
         return False
     mine = VisitorLink.objects.filter(user_id=user_id)
-    if mine.filter(visitor_id=visitor_id).live().exists():
+    if made is None and mine.filter(visitor_id=visitor_id).live().exists():
         return False
-    since = clock.now() - RATE_WINDOW
-    recent = set(
-        mine.filter(created_at__gte=since).values_list("visitor_id", flat=True).distinct()
+    recent = mine.filter(created_at__gte=clock.now() - RATE_WINDOW)
+    if made is not None:
+        recent = recent.filter(pk__lte=made)
+    bound = list(recent.values_list("visitor_id", flat=True))
+    if made is None:
+        bound.append(visitor_id)  # the binding asked for
+    return len(bound) > rate * BINDINGS_PER_ID or len(set(bound)) > rate
+
+
+def _rate_limited(user_id: Any, settings: GiosgSettings, plan: BindPlan) -> BindPlan:
+    logger.warning(
+        "django-giosg bound nothing: user %s is at USER_CAPTURE_RATE (%d visitor ids, %d "
+        "bindings within the hour)",
+        user_id,
+        settings.user_capture_rate,
+        (settings.user_capture_rate or 0) * BINDINGS_PER_ID,
     )
-    return visitor_id not in recent and len(recent) >= rate
+    plan.rate_limited = True
+    return plan
 
 
 def _refused(visitor_id: str) -> BindPlan:

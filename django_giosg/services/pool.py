@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
 
+from django.views.decorators.debug import sensitive_variables
+
 from .results import Result
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,7 @@ class JobPool:
             self._pending += 1
         self._executor.submit(self._run, job, args)
 
+    @sensitive_variables("args")  # a job's arguments may be values sent to giosg
     def _run(self, job: Callable[..., None], args: tuple[Any, ...]) -> None:
         try:
             job(*args)

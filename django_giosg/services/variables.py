@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.views.decorators.debug import sensitive_variables
+
 from ..conf import GiosgSettings
 from ..errors import GiosgConfigurationError
 
@@ -15,6 +17,7 @@ logger = logging.getLogger(__name__)
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
+@sensitive_variables("produced", "variables", "value")  # hidden from error reports without DEBUG
 def user_variables(user: Any, settings: GiosgSettings) -> dict[str, str]:
     """The variables ``VARIABLES`` builds for ``user``: ``None`` values skipped, the others
     ``str()``-ed, invalid keys skipped with a warning. Empty means "don't attach".

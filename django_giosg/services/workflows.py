@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from django.views.decorators.debug import sensitive_variables
+
 from ..client import GiosgClient
 from ..conf import GiosgSettings
 from ..errors import (
@@ -113,6 +115,7 @@ def _run(link_id: int, action: str, means: _Means, work: Work) -> Result:
 # -- attach ---------------------------------------------------------------------------------------
 
 
+@sensitive_variables("variables")  # (the values sent: hidden from error reports without DEBUG)
 def _attach_leased(link: VisitorLink, result: Result, means: _Means) -> Result:
     """The attach itself, under the visitor's lease."""
     settings = means.settings
@@ -181,6 +184,7 @@ def _browser_rooms(link: VisitorLink, settings: GiosgSettings) -> list[str]:
     return [room for room in rooms if isinstance(room, str)]
 
 
+@sensitive_variables("value")
 def _set_variable(
     means: _Means, collector: Collector, visitor_id: str, room: str, key: str, value: str
 ) -> None:

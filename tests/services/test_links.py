@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
@@ -280,7 +281,7 @@ def test_a_user_binds_at_most_user_capture_rate_new_visitor_ids_within_the_hour(
     with caplog.at_level(logging.WARNING, "django_giosg"):
         plan = links.bind(user, VISITOR, limited, device=KIOSK)
     assert plan == links.BindPlan(rate_limited=True)
-    assert "at USER_CAPTURE_RATE (3 new visitor ids within the hour)" in caplog.text
+    assert "at USER_CAPTURE_RATE (3 visitor ids, 9 bindings within the hour)" in caplog.text
     assert not VisitorLink.objects.filter(visitor_id=VISITOR).exists()
     assert not VisitorOrigin.objects.filter(visitor_id=VISITOR).exists()  # nothing claimed
     # The ids the user bound within the hour bind again, live or not.
@@ -322,3 +323,25 @@ def test_user_capture_rate_none_turns_the_limit_off(user: AbstractUser) -> None:
     unlimited = two_rooms(CAPTURE_RATE=1, USER_CAPTURE_RATE=None)
     for visitor_id in new_ids(5):
         assert links.bind(user, visitor_id, unlimited, device=visitor_id * 2).attach is not None
+
+
+def test_of_concurrent_binds_over_the_users_rate_the_last_gives_way(
+    user: AbstractUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each bind reads the count before it inserts: another bind of the user may insert in
+    between. The bind checks again after its insert, counting the links made before its own."""
+    limited = two_rooms(USER_CAPTURE_RATE=2)
+    first, concurrent = new_ids(2)
+    links.bind(user, first, limited, device=KIOSK)
+    real_claim = origins.claim_visitor
+
+    def claim_while_another_bind_inserts(*args: Any, **kwargs: Any) -> bool:
+        monkeypatch.setattr(links, "claim_visitor", real_claim)
+        assert links.bind(user, concurrent, limited, device=PHONE).attach is not None
+        return real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(links, "claim_visitor", claim_while_another_bind_inserts)
+    plan = links.bind(user, VISITOR, limited, device=KIOSK)
+    assert plan.rate_limited
+    assert plan.attach is None
+    assert sorted(VisitorLink.objects.values_list("visitor_id", flat=True)) == [first, concurrent]

@@ -13,7 +13,10 @@ import pytest
 import responses
 from django.contrib.auth.models import AbstractUser
 from django.core.cache import cache
+from django.test import override_settings
 from django.utils import timezone
+from django.views.debug import ExceptionReporter
+from django.views.decorators.debug import sensitive_variables
 
 from django_giosg import signals
 from django_giosg.client import GiosgClient
@@ -502,3 +505,30 @@ def test_an_attach_overtaken_during_its_calls_undoes_them(
     assert len(deleted) == 4  # every key it had set
     link.refresh_from_db()
     assert link.state == State.DETACHED
+
+
+def test_an_unexpected_error_while_setting_a_variable_is_reported_without_its_value(
+    client: GiosgClient,
+    user: AbstractUser,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The pool logs an unexpected error with its traceback; an error e-mail (``DEBUG`` off)
+    shows the frames' variables but the values sent."""
+
+    @sensitive_variables()  # as the client's own set_variable is
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("not a giosg error")
+
+    monkeypatch.setattr(client, "set_variable", broken)
+    with caplog.at_level(logging.ERROR, "django_giosg"):
+        workflows.attach(link_for(user).pk, client, two_rooms())
+    logged = [record for record in caplog.records if record.exc_info]
+    assert logged
+    with override_settings(DEBUG=False):
+        for record in logged:
+            assert record.exc_info is not None
+            reporter = ExceptionReporter(None, *record.exc_info)
+            for report in (reporter.get_traceback_html(), reporter.get_traceback_text()):
+                assert "Ann Smith" not in report
+                assert "_set_variable" in report  # the frame is there, its value hidden
