@@ -6,7 +6,7 @@ chats at giosg, and its row is the only record of what to clean up ("Detach now"
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as delete_selected_objects
@@ -14,12 +14,17 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from . import tasks
-from .models import State, VisitorLink
+from .models import State, VisitorLink, VisitorLinkQuerySet
 
 if TYPE_CHECKING:
     _ModelAdmin = admin.ModelAdmin[VisitorLink]
 else:  # ModelAdmin is generic in django-stubs only
     _ModelAdmin = admin.ModelAdmin
+
+
+def _links(queryset: QuerySet[VisitorLink]) -> VisitorLinkQuerySet:
+    """The admin's queryset is the model manager's, with the state machine's selections."""
+    return cast(VisitorLinkQuerySet, queryset)
 
 
 @admin.register(VisitorLink)
@@ -53,18 +58,18 @@ class VisitorLinkAdmin(_ModelAdmin):
         return allowed and (obj is None or obj.state == State.DETACHED)
 
     def delete_model(self, request: HttpRequest, obj: VisitorLink) -> None:
-        # Only if it is still detached (a detached link never becomes live again; belt and braces).
-        VisitorLink.objects.filter(pk=obj.pk, state=State.DETACHED).delete()
+        # The rule again, in the query itself: whatever the page was shown, only a detached row.
+        VisitorLink.objects.filter(pk=obj.pk).deletable().delete()
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[VisitorLink]) -> None:
-        super().delete_queryset(request, queryset.filter(state=State.DETACHED))
+        super().delete_queryset(request, _links(queryset).deletable())
 
     @admin.action(description="Delete selected detached visitor links", permissions=["delete"])
     def delete_selected(
         self, request: HttpRequest, queryset: QuerySet[VisitorLink]
     ) -> HttpResponse | None:
         """Django's "Delete selected", refused while a selected link is not detached."""
-        undetached = queryset.exclude(state=State.DETACHED).count()
+        undetached = queryset.count() - _links(queryset).deletable().count()
         if undetached:
             self.message_user(
                 request,

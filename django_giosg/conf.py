@@ -21,6 +21,7 @@ from django.conf import settings as django_settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
+from django.views.decorators.debug import sensitive_variables
 
 from .errors import GiosgConfigurationError
 
@@ -268,6 +269,7 @@ def _key(name: str) -> str:
     return f'GIOSG["{name}"]'
 
 
+@sensitive_variables("raw", "values")  # the token: hidden from error reports without DEBUG
 def load(raw: object) -> GiosgSettings:
     """Validate a ``GIOSG`` dict. Unknown keys are ignored here (a system check warns of them)."""
     if not isinstance(raw, Mapping):

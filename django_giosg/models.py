@@ -122,6 +122,12 @@ class VisitorLinkQuerySet(models.QuerySet["VisitorLink"]):
         links: VisitorLinkQuerySet = self.filter(device=device)
         return links
 
+    def deletable(self) -> VisitorLinkQuerySet:
+        """``detached`` links: any other may still hold variables and chats at giosg, and its
+        row is the only record of what to clean up (a detached link never becomes live again)."""
+        links: VisitorLinkQuerySet = self.filter(state=State.DETACHED)
+        return links
+
     def prunable(self, changed_before: datetime) -> VisitorLinkQuerySet:
         """``detached`` links last changed before ``changed_before``."""
         links: VisitorLinkQuerySet = self.filter(

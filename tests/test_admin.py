@@ -124,11 +124,11 @@ def test_the_delete_view_deletes_a_detached_link(admin_client: Client) -> None:
     assert not VisitorLink.objects.exists()
 
 
-def test_a_deletion_confirmed_after_the_link_went_live_again_deletes_nothing(
+def test_a_deletion_confirmed_after_the_link_changed_state_deletes_nothing(
     admin_client: Client,
 ) -> None:
     """The confirmation page was shown while the link was detached (cannot happen today: a
-    detached link stays detached; the deletion checks again all the same)."""
+    detached link stays detached; the deletion checks again in its query all the same)."""
     detached = link("a", State.DETACHED)
     VisitorLink.objects.filter(pk=detached.pk).update(state=State.PENDING_DETACH)
     model_admin = admin.site.get_model_admin(VisitorLink)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any
 
 import pytest
 import responses
 from django.test import override_settings
+from django.views.debug import ExceptionReporter
 
 from django_giosg import conf
 from django_giosg.client import GiosgClient
@@ -295,3 +297,25 @@ def test_an_invalid_setting_raises_on_first_use_not_at_import() -> None:
         pytest.raises(GiosgConfigurationError, match=r'GIOSG\["ENABLED"\]'),
     ):
         get_settings()
+
+
+#: Made at run time: the reports show the source lines around each frame.
+SECRET = f"tok-{secrets.token_hex(8)}"
+
+
+def invalid_settings() -> GiosgConfigurationError:
+    """The error of settings with :data:`SECRET` as the token (no frame here holds it)."""
+    try:
+        load({**REQUIRED, "API_TOKEN": SECRET, "ROOM_IDS": "not a list"})
+    except GiosgConfigurationError as error:
+        return error
+    raise AssertionError("the settings were accepted")
+
+
+def test_an_invalid_setting_is_reported_without_the_token_when_debug_is_off() -> None:
+    caught = invalid_settings()
+    with override_settings(DEBUG=False):
+        reporter = ExceptionReporter(None, type(caught), caught, caught.__traceback__)
+        reports = [reporter.get_traceback_html(), reporter.get_traceback_text()]
+    assert all(SECRET not in report for report in reports)
+    assert all("in load" in report for report in reports)  # its frame is there, hidden

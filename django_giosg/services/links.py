@@ -52,7 +52,8 @@ class BindPlan:
 
     @property
     def bound(self) -> bool:
-        """Whether the visitor is bound to the user now (newly, or already)."""
+        """Whether nothing refused the bind (the id's browser, the rate): whatever there was to
+        bind is bound, or being bound (and nothing, while GIOSG is disabled)."""
         return not (self.refused or self.rate_limited)
 
 

@@ -94,7 +94,7 @@ def giosg_script(context: template.Context) -> SafeString:
         static("django_giosg/queue.js"),
         {
             "organization-id": settings.organization_id,
-            "host": f"{parts.scheme}://{parts.netloc}" if parts.netloc else "",
+            "host": f"{parts.scheme}://{parts.netloc}",  # (LOADER_URL is an absolute URL)
         },
         loading="",
     )
