@@ -429,6 +429,24 @@ def test_the_rate_per_user_holds_across_sessions(giosg: GiosgSimulator) -> None:
     assert len([call for call in giosg.calls if call.endpoint == "list_rooms"]) == 4
 
 
+def test_a_bind_that_finds_the_user_over_the_rate_after_all_gets_429(
+    giosg: GiosgSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The view asks first; a concurrent bind of the user may still get in before this one."""
+    ann = get_user_model().objects.create_user("ann")
+    site = Site()
+    site.http.force_login(ann)
+    with giosg_settings(USER_CAPTURE_RATE=1):
+        assert site.capture(VISITOR).status_code == 204
+        before = site.session()
+        monkeypatch.setattr(tasks, "over_user_rate", lambda user, visitor_id: False)
+        response = site.capture(OTHER)
+    assert response.status_code == 429
+    assert error_of(response) == USER_RATE_LIMITED.format(1)
+    assert site.session() == before
+    assert list(VisitorLink.objects.values_list("visitor_id", flat=True)) == [VISITOR]
+
+
 USER_RATE_LIMITED = (
     "this account bound {} different visitor ids, or bound them too often, within the hour; "
     "try again later"
