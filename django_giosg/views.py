@@ -87,8 +87,8 @@ _DIGITS = re.compile(r"[0-9]+")
 
 def _check_length(request: HttpRequest, max_body: int) -> None:
     """Refuse a ``Content-Length`` that is no number (Django would fail with a 500 reading the
-    body) or that declares too large a body, before anything reads it: the CSRF check reads a
-    form body whole."""
+    body) or that declares too large a body, and form data of unknown length, before the view
+    reads the body: the CSRF check parses a form body whole."""
     declared = (request.META.get("CONTENT_LENGTH") or "").strip()
     if not declared:
         if request.content_type in FORM_TYPES:  # Django would parse it whole, whatever its size
