@@ -6,12 +6,14 @@ chats at giosg, and its row is the only record of what to clean up ("Detach now"
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as delete_selected_objects
+from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 
 from . import tasks
 from .models import State, VisitorLink, VisitorLinkQuerySet
@@ -20,6 +22,12 @@ if TYPE_CHECKING:
     _ModelAdmin = admin.ModelAdmin[VisitorLink]
 else:  # ModelAdmin is generic in django-stubs only
     _ModelAdmin = admin.ModelAdmin
+
+
+_NOT_DETACHED = (
+    "Nothing was deleted: {count} of the selected links {are} not detached. Detach first "
+    "(Detach now): only detached links can be deleted."
+)
 
 
 def _links(queryset: QuerySet[VisitorLink]) -> VisitorLinkQuerySet:
@@ -52,6 +60,11 @@ class VisitorLinkAdmin(_ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # links come from logins, never from a form
 
+    def has_change_permission(self, request: HttpRequest, obj: VisitorLink | None = None) -> bool:
+        """The change permission runs the actions; no link is ever saved from its page: a save
+        writes the whole row, and would undo a transition made since the page was shown."""
+        return obj is None and super().has_change_permission(request)
+
     def has_delete_permission(self, request: HttpRequest, obj: VisitorLink | None = None) -> bool:
         """No deleting a link that is not detached (its delete view answers 403)."""
         allowed = super().has_delete_permission(request, obj)
@@ -64,6 +77,23 @@ class VisitorLinkAdmin(_ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[VisitorLink]) -> None:
         super().delete_queryset(request, _links(queryset).deletable())
 
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """A link that is not detached: its page again, saying why it cannot be deleted."""
+        link = self.get_object(request, unquote(object_id))
+        if link is not None and link.state != State.DETACHED:
+            self.message_user(
+                request,
+                "This link is not detached, so it cannot be deleted: detach it first "
+                "(Detach now in the list).",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(
+                reverse("admin:django_giosg_visitorlink_change", args=[link.pk])
+            )
+        return super().delete_view(request, object_id, extra_context)
+
     @admin.action(description="Delete selected detached visitor links", permissions=["delete"])
     def delete_selected(
         self, request: HttpRequest, queryset: QuerySet[VisitorLink]
@@ -71,11 +101,9 @@ class VisitorLinkAdmin(_ModelAdmin):
         """Django's "Delete selected", refused while a selected link is not detached."""
         undetached = queryset.count() - _links(queryset).deletable().count()
         if undetached:
+            are = "is" if undetached == 1 else "are"
             self.message_user(
-                request,
-                f"Nothing was deleted: {undetached} of the selected links are not detached. "
-                "Detach them first (Detach now); only detached links can be deleted.",
-                messages.ERROR,
+                request, _NOT_DETACHED.format(count=undetached, are=are), messages.ERROR
             )
             return None
         response: HttpResponse | None = delete_selected_objects(self, request, queryset)

@@ -131,7 +131,12 @@ def _positive_float(value: object) -> float:
 
 
 def _optional_positive_int(value: object) -> int | None:
-    return None if value is None else _positive_int(value)
+    if value is None:
+        return None
+    try:
+        return _positive_int(value)
+    except _Invalid as err:
+        raise _Invalid(f"{err} (or None to turn it off)") from None
 
 
 def _non_empty_str(value: object) -> str:

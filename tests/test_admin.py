@@ -87,7 +87,7 @@ def test_delete_selected_refuses_while_a_selected_link_is_not_detached(
     kept, other = link("a", state), link("b", State.DETACHED)
     selected = {"action": "delete_selected", "_selected_action": [kept.pk, other.pk]}
     page = admin_client.post(URL, selected, follow=True).content.decode()
-    assert "Nothing was deleted: 1 of the selected links are not detached." in page
+    assert "Nothing was deleted: 1 of the selected links is not detached." in page
     confirmed = admin_client.post(URL, {**selected, "post": "yes"}, follow=True)
     assert "Nothing was deleted" in confirmed.content.decode()
     assert VisitorLink.objects.count() == 2
@@ -104,14 +104,34 @@ def test_delete_selected_deletes_detached_links_after_the_confirmation(
 
 
 @pytest.mark.parametrize("state", [s for s in State.values if s != State.DETACHED])
-def test_the_delete_view_refuses_a_link_that_is_not_detached(
+def test_the_delete_view_refuses_a_link_that_is_not_detached_and_says_why(
     admin_client: Client, state: str
 ) -> None:
     kept = link("a", state)
-    assert f"{kept.pk}/delete/" not in admin_client.get(f"{URL}{kept.pk}/change/").content.decode()
-    assert admin_client.get(f"{URL}{kept.pk}/delete/").status_code == 403
-    assert admin_client.post(f"{URL}{kept.pk}/delete/", {"post": "yes"}).status_code == 403
+    change = f"{URL}{kept.pk}/change/"
+    assert f"{kept.pk}/delete/" not in admin_client.get(change).content.decode()
+    for answer in (
+        admin_client.get(f"{URL}{kept.pk}/delete/"),
+        admin_client.post(f"{URL}{kept.pk}/delete/", {"post": "yes"}),
+    ):
+        assert answer.status_code == 302
+        assert answer["Location"] == change
+    page = admin_client.get(change).content.decode()
+    assert "This link is not detached, so it cannot be deleted" in page
     assert VisitorLink.objects.filter(pk=kept.pk).exists()
+
+
+def test_a_links_page_cannot_save_it(admin_client: Client) -> None:
+    """A save writes the whole row: it would undo a transition made since the page was shown."""
+    attached = link("a", State.ATTACHED)
+    page = admin_client.get(f"{URL}{attached.pk}/change/").content.decode()
+    assert 'name="_save"' not in page
+    VisitorLink.objects.filter(pk=attached.pk).update(
+        state=State.PENDING_DETACH, live_visitor_id=None
+    )
+    response = admin_client.post(f"{URL}{attached.pk}/change/", {"_save": "Save"})
+    assert response.status_code == 403
+    assert VisitorLink.objects.get(pk=attached.pk).state == State.PENDING_DETACH
 
 
 def test_the_delete_view_deletes_a_detached_link(admin_client: Client) -> None:

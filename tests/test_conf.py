@@ -180,7 +180,7 @@ INVALID: list[tuple[str, Any, str]] = [
     ("API_BASE_URL", "https://service.giosg.com/?x=1", "query"),
     ("API_BASE_URL", "https://[::1", "http(s) URL"),
     ("USER_CAPTURE_RATE", 0, "greater than 0"),
-    ("USER_CAPTURE_RATE", "10", "must be an integer"),
+    ("USER_CAPTURE_RATE", "10", "must be an integer, not str (or None to turn it off)"),
     ("LOADER_URL", 42, "non-empty string"),
     ("LOADER_URL", "data:text/javascript,alert(1)", "http(s) URL"),
     ("LOADER_URL", "javascript:alert(1)", "http(s) URL"),
