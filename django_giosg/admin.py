@@ -66,7 +66,8 @@ class VisitorLinkAdmin(_ModelAdmin):
         return obj is None and super().has_change_permission(request)
 
     def has_delete_permission(self, request: HttpRequest, obj: VisitorLink | None = None) -> bool:
-        """No deleting a link that is not detached (its delete view answers 403)."""
+        """No deleting a link that is not detached (its delete page says why, and no page of it
+        shows a delete link)."""
         allowed = super().has_delete_permission(request, obj)
         return allowed and (obj is None or obj.state == State.DETACHED)
 
