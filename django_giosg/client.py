@@ -13,6 +13,11 @@ idempotent (a re-POSTed key overwrites, ending an ended chat changes nothing), s
 whose answer was lost is safe. A ``deadline`` bounds a whole call, retries included, where a socket
 timeout only bounds each read.
 
+A write whose answer never came may have happened, and may still happen later, after later
+calls: each write counts its attempts of unknown outcome (:attr:`Sent.uncertain`, and
+:attr:`GiosgError.uncertain <django_giosg.errors.GiosgError.uncertain>` when it fails), so that
+the services can undo or redo what may land late.
+
 Nothing here logs or puts into an exception the API token or a variable's value, and no frame of
 an error's traceback holds the token (Django's error reports show the frames' variables while
 ``DEBUG`` is on; with it off, the values sent are hidden as ``sensitive_variables``).
@@ -33,12 +38,13 @@ from datetime import datetime, timezone
 from http import HTTPStatus
 from http.cookiejar import DefaultCookiePolicy
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from . import __version__
 from .clock import backoff
@@ -58,6 +64,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Answers after which a write may have happened all the same: a gateway in front of giosg gave up
+#: waiting for giosg's answer, not giosg on the work. (500 and 503 are giosg's own "not done".)
+GATEWAY_GAVE_UP = frozenset({502, 504})
 USER_AGENT = f"django-giosg/{__version__}"
 BODY_EXCERPT = 500
 REDACTED = "***"
@@ -91,6 +100,20 @@ class Chat:
         """Whether ``organization_id`` owns the chat's room, so that its token may end the chat
         (a chat listed without the room's owner counts as the organization's own)."""
         return self.room_organization_id in (None, organization_id)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A write giosg answered as done. ``uncertain``: earlier attempts of it that got no answer
+    (a timeout, a connection lost after sending, a gateway's 502 or 504). Each may still take
+    effect at giosg, late, after anything done since."""
+
+    uncertain: int = 0
+
+
+class _Reply(NamedTuple):
+    response: requests.Response
+    uncertain: int
 
 
 class _TokenAuth(requests.auth.AuthBase):
@@ -212,9 +235,9 @@ class GiosgClient:
         *,
         deadline: float | None = None,
         max_retries: int | None = None,
-    ) -> None:
+    ) -> Sent:
         """Set one visitor variable in one room (giosg takes one key per call)."""
-        self._request(
+        return self._write(
             "POST",
             self._url("rooms", room_id, "visitors", visitor_id, "variables"),
             json={"key": key, "value": value},
@@ -232,9 +255,9 @@ class GiosgClient:
         *,
         deadline: float | None = None,
         max_retries: int | None = None,
-    ) -> None:
+    ) -> Sent:
         """Delete one visitor variable; raises :class:`GiosgNotFound` when it is already gone."""
-        self._request(
+        return self._write(
             "DELETE",
             self._url("rooms", room_id, "visitors", visitor_id, "variables", key),
             expected=(200, 204),
@@ -264,9 +287,9 @@ class GiosgClient:
 
     def end_chat(
         self, chat_id: str, *, deadline: float | None = None, max_retries: int | None = None
-    ) -> None:
+    ) -> Sent:
         """End (and so lock) a chat in a room the organization owns."""
-        self._request(
+        return self._write(
             "PATCH",
             self._url("owned_chats", chat_id),
             json={"is_ended": True},
@@ -322,7 +345,51 @@ class GiosgClient:
         return session
 
     @sensitive_variables("json", "secrets")
+    def _write(
+        self,
+        method: str,
+        url: str,
+        *,
+        expected: Collection[int],
+        json: object = None,
+        secrets: tuple[str, ...] = (),
+        deadline: float | None,
+        max_retries: int | None,
+    ) -> Sent:
+        """A call that changes something at giosg: what it knows of its attempts."""
+        reply = self._call(
+            method,
+            url,
+            expected=expected,
+            json=json,
+            secrets=secrets,
+            deadline=deadline,
+            max_retries=max_retries,
+        )
+        return Sent(reply.uncertain)
+
     def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        expected: Collection[int],
+        params: Mapping[str, str] | None = None,
+        deadline: float | None,
+        max_retries: int | None,
+    ) -> requests.Response:
+        """A call that only reads."""
+        return self._call(
+            method,
+            url,
+            expected=expected,
+            params=params,
+            deadline=deadline,
+            max_retries=max_retries,
+        ).response
+
+    @sensitive_variables("json", "secrets")
+    def _call(
         self,
         method: str,
         url: str,
@@ -333,37 +400,46 @@ class GiosgClient:
         secrets: tuple[str, ...] = (),
         deadline: float | None,
         max_retries: int | None,
-    ) -> requests.Response:
-        """One call with its retries; a :class:`GiosgError` unless the status is expected."""
+    ) -> _Reply:
+        """One call with its retries; a :class:`GiosgError` unless the status is expected. Both
+        carry the number of attempts of unknown outcome (of a write: a read has no effect that
+        could land late)."""
         path = _path_of(url)
         retries = self.max_retries if max_retries is None else max_retries
+        writes = method != "GET"
+        uncertain = 0
         attempt = 0
         while True:
-            timeout = self._timeout(deadline, method, path)
             error: GiosgError
             retry_after: float | None = None
             try:
+                timeout = self._timeout(deadline, method, path)
                 response = self._get_session().request(
                     method, url, json=json, params=params, timeout=timeout, allow_redirects=False
                 )
+            except GiosgError as err:  # the deadline passed before this attempt
+                raise _counted(err, uncertain) from None
             except requests.RequestException as err:
                 error = _unavailable(err, method, path)
+                uncertain += writes and _may_have_arrived(err)
             else:
                 status = response.status_code
                 if status in expected:
-                    return response
+                    return _Reply(response, uncertain)
+                uncertain += writes and status in GATEWAY_GAVE_UP
                 retry_after = _retry_after(response.headers.get("Retry-After"))
                 error = self._error(response, method, path, (self._token, *secrets), retry_after)
                 if status not in RETRYABLE_STATUSES:
-                    raise error
+                    raise _counted(error, uncertain)
             if attempt >= retries:
-                raise error
+                raise _counted(error, uncertain)
             if retry_after is not None and retry_after > self.retry_after_cap:
-                raise error  # giosg asks for a longer pause than a caller here may wait
+                # giosg asks for a longer pause than a caller here may wait
+                raise _counted(error, uncertain)
             attempt += 1
             delay = retry_after if retry_after is not None else self._backoff(attempt)
             if deadline is not None and self._clock() + delay >= deadline:
-                raise error
+                raise _counted(error, uncertain)
             logger.warning(
                 "giosg %s %s failed (%s); retry %d of %d in %.2f s",
                 method,
@@ -531,6 +607,23 @@ def _unavailable(err: requests.RequestException, method: str, path: str) -> Gios
     Django's error reports show every frame's variables while ``DEBUG`` is on."""
     what = "timed out" if isinstance(err, requests.Timeout) else "connection failed"
     return GiosgUnavailable(f"giosg {what} ({type(err).__name__})", method=method, path=path)
+
+
+def _counted(error: GiosgError, uncertain: int) -> GiosgError:
+    error.uncertain = uncertain
+    return error
+
+
+def _may_have_arrived(err: requests.RequestException) -> bool:
+    """Whether a request that got no answer may have reached giosg (and had its effect): anything
+    but a connection that never opened (refused, timed out while connecting, its TLS failed)."""
+    if isinstance(err, (requests.ConnectTimeout, requests.exceptions.SSLError)):
+        return False
+    if isinstance(err, requests.ConnectionError):
+        cause = err.args[0] if err.args else None
+        reason = getattr(cause, "reason", None)
+        return not isinstance(reason, (NewConnectionError, ConnectTimeoutError))
+    return True
 
 
 def _path_of(url: str) -> str:

@@ -73,6 +73,7 @@ class GiosgSettings:
     sweep_max_attempts: int = 10
     sweep_backoff: float = 60.0
     pending_stale_after: int = 600
+    settle_delay: int = 300
     prune_after_days: int = 30
 
     def variables_callable(self) -> VariablesCallable:
@@ -264,6 +265,7 @@ _PARSERS: dict[str, tuple[str, Callable[[object], object]]] = {
     "SWEEP_MAX_ATTEMPTS": ("sweep_max_attempts", _positive_int),
     "SWEEP_BACKOFF": ("sweep_backoff", _positive_float),
     "PENDING_STALE_AFTER": ("pending_stale_after", _positive_int),
+    "SETTLE_DELAY": ("settle_delay", _positive_int),
     "PRUNE_AFTER_DAYS": ("prune_after_days", _positive_int),
 }
 KNOWN_KEYS = frozenset(_PARSERS)

@@ -18,7 +18,13 @@ class GiosgConfigurationError(ImproperlyConfigured):
 
 
 class GiosgError(Exception):
-    """Base class of every failure to talk to giosg."""
+    """Base class of every failure to talk to giosg.
+
+    ``uncertain``: the call's attempts of unknown outcome (a write that got no answer, or a
+    gateway's 502 or 504): each may still take effect at giosg, late. Always 0 for a read.
+    """
+
+    uncertain: int = 0
 
     def __init__(
         self,

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, models, router, transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q
 
 from . import clock
 
@@ -31,6 +31,9 @@ class State(models.TextChoices):
     PENDING_ATTACH = "pending_attach"
     ATTACHED = "attached"
     PENDING_DETACH = "pending_detach"
+    #: Its chats are ended and its keys deleted, but some of its sets got no answer and may
+    #: still land at giosg: its keys are deleted once more when they have settled.
+    SETTLING = "settling"
     DETACHED = "detached"
     FAILED = "failed"
 
@@ -38,17 +41,32 @@ class State(models.TextChoices):
 class Action(models.TextChoices):
     ATTACH = "attach"
     DETACH = "detach"
+    #: The second delete of a ``settling`` link's keys.
+    SETTLE = "settle"
+
+
+_PENDING = {
+    Action.ATTACH: State.PENDING_ATTACH,
+    Action.DETACH: State.PENDING_DETACH,
+    Action.SETTLE: State.SETTLING,
+}
 
 
 def pending_state(action: str) -> str:
     """The state of a link whose ``action`` is still to be done."""
-    return State.PENDING_ATTACH if action == Action.ATTACH else State.PENDING_DETACH
+    return _PENDING[Action(action)]
 
 
 #: The states in which a link holds (or is about to hold) the visitor for its user.
 LIVE_STATES = (State.PENDING_ATTACH, State.ATTACHED)
-PENDING_STATES = (State.PENDING_ATTACH, State.PENDING_DETACH)
+#: The states in which the sweep takes a link when it is due.
+DUE_STATES = (State.PENDING_ATTACH, State.PENDING_DETACH, State.SETTLING)
 NOT_DETACHED = [state for state in State.values if state != State.DETACHED]
+#: Links whose binding is over and whose chats are ended (a settle failed counts): no detach
+#: ends the visitor's chats for them again, which may be the next user's by now.
+CHATS_ENDED = Q(state__in=[State.SETTLING, State.DETACHED]) | Q(
+    state=State.FAILED, failed_action=Action.SETTLE
+)
 
 
 def write_db(model: type[models.Model]) -> str:
@@ -81,6 +99,11 @@ def _settled(state: str) -> dict[str, Any]:
     return {"state": state, **_fresh_start(), "next_attempt_at": None, "last_error": ""}
 
 
+def _waiting(state: str, when: datetime) -> dict[str, Any]:
+    """Nothing went wrong, but there is more to do at ``when``."""
+    return {**_settled(state), "next_attempt_at": when}
+
+
 def _released(stale_at: datetime) -> dict[str, Any]:
     """The binding is over: detach it, with a fresh count of attempts."""
     return {**_queued(State.PENDING_DETACH, stale_at), **_fresh_start()}
@@ -109,11 +132,10 @@ class VisitorLinkQuerySet(models.QuerySet["VisitorLink"]):
         return ordered
 
     def due(self, now: datetime) -> VisitorLinkQuerySet:
-        """Pending links whose time has come: a failed attempt's backoff is over, or the task that
-        was enqueued for them has not done its work in time (it may be lost); longest due first."""
-        links: VisitorLinkQuerySet = self.filter(
-            state__in=PENDING_STATES, next_attempt_at__lte=now
-        )
+        """Pending (and settling) links whose time has come: a failed attempt's backoff is over,
+        the task that was enqueued for them has not done its work in time (it may be lost), or
+        the writes they wait for have settled; longest due first."""
+        links: VisitorLinkQuerySet = self.filter(state__in=DUE_STATES, next_attempt_at__lte=now)
         ordered: VisitorLinkQuerySet = links.order_by("next_attempt_at", "pk")
         return ordered
 
@@ -138,12 +160,22 @@ class VisitorLinkQuerySet(models.QuerySet["VisitorLink"]):
     # The two changes of many links below are not copied onto the manager (``queryset_only``):
     # ``VisitorLink.objects.release()`` would release every link there is.
 
+    def unsettled_until(self) -> datetime | None:
+        """The latest time until which a write of these links that got no answer may still land
+        at giosg, if that is still to come (``None`` otherwise)."""
+        now = clock.now()
+        found = self.aggregate(
+            sets=Max("sets_unsettled_until"), deletes=Max("deletes_unsettled_until")
+        )
+        times = [when for when in found.values() if when is not None and when > now]
+        return max(times, default=None)
+
     def release(self, stale_at: datetime) -> list[int]:
-        """Transition: every link here but ``detached`` ones → ``pending_detach``, with a fresh
-        count of attempts (the session ended, the user went, the admin said so). Returns their
-        ids, to detach."""
-        ids: list[int] = list(self.not_detached().values_list("pk", flat=True))
-        released = self.model.objects.db_manager(self.db).filter(pk__in=ids).not_detached()
+        """Transition: every link here whose chats are not ended yet → ``pending_detach``, with
+        a fresh count of attempts (the session ended, the user went, the admin said so). Returns
+        their ids, to detach. (A ``settling`` link's binding is over already.)"""
+        ids: list[int] = list(self.exclude(CHATS_ENDED).values_list("pk", flat=True))
+        released = self.model.objects.db_manager(self.db).filter(pk__in=ids).exclude(CHATS_ENDED)
         released.update(**_released(stale_at), live_visitor_id=None, updated_at=clock.now())
         return ids
 
@@ -210,6 +242,11 @@ class VisitorLink(models.Model):
     #: What went wrong last; never the token, a variable's value or a session key.
     last_error = models.TextField(blank=True)
     session_expires_at = models.DateTimeField(null=True, blank=True)
+    #: Sets (deletes) of this link that got no answer may still land at giosg until then (sent
+    #: + ``SETTLE_DELAY``): its own detach deletes its keys again after that, and a later
+    #: binding of the visitor sets its variables again after that.
+    sets_unsettled_until = models.DateTimeField(null=True, blank=True)
+    deletes_unsettled_until = models.DateTimeField(null=True, blank=True)
     #: The digest of the browser's device cookie (:mod:`django_giosg.device`): only that browser
     #: may take over the binding while its session lives. Empty for links made before 0003.
     device = models.CharField(max_length=64, blank=True, default="")
@@ -277,7 +314,7 @@ class VisitorLink(models.Model):
 
     def wants(self, action: str) -> bool:
         """Whether ``action`` is still to be done: an attach only for a ``pending_attach`` link,
-        a detach for any link not ``detached`` yet."""
+        a detach for any link not ``detached`` yet (for a ``settling`` one, its settle)."""
         if action == Action.ATTACH:
             return self.state == State.PENDING_ATTACH
         return self.state != State.DETACHED
@@ -321,9 +358,12 @@ class VisitorLink(models.Model):
         return self._change([State.PENDING_ATTACH], state=State.PENDING_DETACH)
 
     def begin_detach(self) -> bool:
-        """Any state but ``detached`` → ``pending_detach``, its attempts still counted: a
-        detach is about to run (and a pending attach is cancelled)."""
-        return self._change(NOT_DETACHED, state=State.PENDING_DETACH)
+        """A detach is about to run: any link whose chats are not ended yet → ``pending_detach``
+        (a pending attach is cancelled), its attempts still counted; a failed settle →
+        ``settling`` (and a ``settling`` link stays so)."""
+        if self.state == State.FAILED and self.failed_action == Action.SETTLE:
+            return self._change([State.FAILED], state=State.SETTLING)
+        return self._update(self._row().exclude(CHATS_ENDED), state=State.PENDING_DETACH)
 
     def plan_keys(self, keys: Mapping[str, Sequence[str]]) -> bool:
         """``pending_attach``, and stays so: the keys about to be set, recorded before the calls
@@ -334,9 +374,42 @@ class VisitorLink(models.Model):
         """``pending_attach`` → ``attached``: every variable is set."""
         return self._change([State.PENDING_ATTACH], **_settled(State.ATTACHED), keys=dict(keys))
 
+    def set_again_at(self, keys: Mapping[str, Sequence[str]], when: datetime) -> bool:
+        """``pending_attach``, and stays so: every variable is set, but another binding's
+        writes of the visitor may still land until ``when``: due again then, to set them once
+        more."""
+        return self._change(
+            [State.PENDING_ATTACH], **_waiting(State.PENDING_ATTACH, when), keys=dict(keys)
+        )
+
+    def settle(self, when: datetime) -> bool:
+        """``pending_detach`` (or ``settling``) → ``settling``: the chats are ended and the keys
+        deleted, but sets of this link may still land until ``when``: due again then, to delete
+        its keys once more."""
+        return self._change(
+            [State.PENDING_DETACH, State.SETTLING], **_waiting(State.SETTLING, when)
+        )
+
     def mark_detached(self) -> bool:
-        """``pending_detach`` → ``detached``: the chats are ended and the variables deleted."""
-        return self._change([State.PENDING_DETACH], **_settled(State.DETACHED), keys={})
+        """``pending_detach`` (or ``settling``) → ``detached``: the chats are ended and the
+        variables deleted, for good."""
+        return self._change(
+            [State.PENDING_DETACH, State.SETTLING], **_settled(State.DETACHED), keys={}
+        )
+
+    def note_unsettled(
+        self, *, sets: datetime | None = None, deletes: datetime | None = None
+    ) -> None:
+        """Writes of this link got no answer and may still land until ``sets`` (``deletes``):
+        recorded in any state, the later time kept. (Only the work holding the visitor's lease
+        writes these fields.)"""
+        fields: dict[str, Any] = {}
+        for name, until in (("sets_unsettled_until", sets), ("deletes_unsettled_until", deletes)):
+            recorded = getattr(self, name)
+            if until is not None and (recorded is None or until > recorded):
+                fields[name] = until
+        if fields:
+            self._update(self._row(), **fields)
 
     def retry_later(
         self, action: str, attempts: int, error: str, next_attempt_at: datetime, **fields: Any
@@ -353,10 +426,11 @@ class VisitorLink(models.Model):
         )
 
     def reset(self, stale_at: datetime) -> str | None:
-        """``failed`` → ``pending_<failed action>`` with no attempts (the admin's retry); the
-        action to run again, or ``None`` if the link was not failed. A failed attach whose
-        visitor has a newer live link can only detach: it becomes ``pending_detach``. A link
-        failed before any action was recorded is detached, the safe way to end it."""
+        """``failed`` → ``pending_<failed action>`` (``settling`` for a settle) with no attempts
+        (the admin's retry); the action to run again, or ``None`` if the link was not failed. A
+        failed attach whose visitor has a newer live link can only detach: it becomes
+        ``pending_detach``. A link failed before any action was recorded is detached, the safe
+        way to end it."""
         action: str = self.failed_action or Action.DETACH
         changes: dict[str, Any] = {
             "state": pending_state(action),
@@ -405,7 +479,9 @@ class VisitorLink(models.Model):
     def _change(self, states: Iterable[str], **fields: Any) -> bool:
         """The one conditional update behind the transitions: only while the link is in one of
         ``states``."""
-        links = self._row().filter(state__in=list(states))
+        return self._update(self._row().filter(state__in=list(states)), **fields)
+
+    def _update(self, links: models.QuerySet[VisitorLink], **fields: Any) -> bool:
         return self._apply(links, {**fields, "updated_at": clock.now()})
 
     def _row(self) -> VisitorLinkQuerySet:

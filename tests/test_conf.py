@@ -51,6 +51,7 @@ def test_defaults() -> None:
         sweep_max_attempts=10,
         sweep_backoff=60.0,
         pending_stale_after=600,
+        settle_delay=300,
         prune_after_days=30,
     )
 
@@ -218,6 +219,7 @@ INVALID: list[tuple[str, Any, str]] = [
     ("SWEEP_MAX_ATTEMPTS", 0, "greater than 0"),
     ("SWEEP_BACKOFF", 0.0, "greater than 0"),
     ("PENDING_STALE_AFTER", None, "must be an integer"),
+    ("SETTLE_DELAY", 0, "must be greater than 0"),
     ("PRUNE_AFTER_DAYS", 0, "greater than 0"),
 ]
 

@@ -1,5 +1,6 @@
 """The app's migrations: none missing, 0002 gives the live links their unique column, 0003 a
-device (none for the links made before it)."""
+device (none for the links made before it), 0004 the unsettled writes (and its reverse hands
+settling links back to the detach the code before it knows)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from django.db import IntegrityError, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
 
 from django_giosg.client import get_client
-from django_giosg.models import State, VisitorLink, write_db
+from django_giosg.models import Action, State, VisitorLink, write_db
 from django_giosg.testing import GiosgSimulator
 
 from .browsing import VISITOR, make_user, sweep
 
 BEFORE = [("django_giosg", "0001_initial")]
-AFTER = [("django_giosg", "0003_device")]  # 0002, and the latest
+AFTER = [("django_giosg", "0004_unsettled_writes")]  # 0002, and the latest
+THE_ONE_BEFORE_0004 = [("django_giosg", "0003_device")]
 
 
 @pytest.mark.django_db
@@ -64,6 +66,29 @@ def test_live_links_get_the_unique_column_and_the_migration_reverses() -> None:
         migrate(BEFORE)  # and back: the partial constraint again
         with pytest.raises(IntegrityError), transaction.atomic(using=write_db(VisitorLink)):
             old.objects.create(visitor_id="b" * 32, state=State.ATTACHED)
+    finally:
+        migrate(AFTER)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reversing_0004_hands_settling_links_back_to_the_detach() -> None:
+    settling = VisitorLink.objects.create(visitor_id="a" * 32, state=State.SETTLING)
+    failed = VisitorLink.objects.create(
+        visitor_id="b" * 32, state=State.FAILED, failed_action=Action.SETTLE
+    )
+    other = VisitorLink.objects.create(
+        visitor_id="c" * 32, state=State.FAILED, failed_action=Action.ATTACH
+    )
+    try:
+        migrate(THE_ONE_BEFORE_0004)
+        rows = dict(VisitorLink.objects.values_list("pk", "state"))
+        assert rows == {
+            settling.pk: State.PENDING_DETACH,
+            failed.pk: State.FAILED,
+            other.pk: State.FAILED,
+        }
+        actions = dict(VisitorLink.objects.values_list("pk", "failed_action"))
+        assert actions == {settling.pk: "", failed.pk: Action.DETACH, other.pk: Action.ATTACH}
     finally:
         migrate(AFTER)
 

@@ -85,9 +85,33 @@ TRANSITIONS: dict[str, tuple[Transition, set[str], dict[str, Any]]] = {
             "last_error": "",
         },
     ),
+    "set_again_at": (
+        lambda link: link.set_again_at({"r": ["k"]}, LATER),
+        {State.PENDING_ATTACH},
+        {
+            "state": State.PENDING_ATTACH,
+            "keys": {"r": ["k"]},
+            "attempts": 0,
+            "failed_action": "",
+            "next_attempt_at": LATER,
+            "last_error": "",
+        },
+    ),
+    "settle": (
+        lambda link: link.settle(LATER),
+        {State.PENDING_DETACH, State.SETTLING},
+        {
+            "state": State.SETTLING,
+            "keys": {"r": ["old"]},
+            "attempts": 0,
+            "failed_action": "",
+            "next_attempt_at": LATER,
+            "last_error": "",
+        },
+    ),
     "mark_detached": (
         lambda link: link.mark_detached(),
-        {State.PENDING_DETACH},
+        {State.PENDING_DETACH, State.SETTLING},
         {
             "state": State.DETACHED,
             "keys": {},
@@ -206,6 +230,56 @@ def test_a_claim_of_a_link_read_without_a_next_attempt() -> None:
     assert row(link)["state"] == State.PENDING_DETACH
 
 
+@pytest.mark.parametrize("state", ALL)
+def test_unsettled_writes_are_recorded_in_any_state_and_the_later_time_kept(state: str) -> None:
+    link = link_in(state)
+    link.note_unsettled(sets=LATER)
+    assert (row(link)["sets_unsettled_until"], row(link)["deletes_unsettled_until"]) == (
+        LATER,
+        None,
+    )
+    link.note_unsettled(sets=NOW, deletes=NOW)  # sooner: the sets keep the later time
+    assert (row(link)["sets_unsettled_until"], row(link)["deletes_unsettled_until"]) == (
+        LATER,
+        NOW,
+    )
+    assert (link.sets_unsettled_until, link.deletes_unsettled_until) == (LATER, NOW)
+    assert row(link)["state"] == state
+
+
+def test_a_failed_settle_settles_again() -> None:
+    """Its chats were ended: a detach beginning, and the admin's retry, only delete its keys
+    again (a full detach would end the chats of whoever has the visitor now)."""
+    failed = link_in(State.FAILED)
+    VisitorLink.objects.filter(pk=failed.pk).update(failed_action=Action.SETTLE)
+    failed.refresh_from_db()
+    assert failed.begin_detach()
+    assert (row(failed)["state"], failed.state) == (State.SETTLING, State.SETTLING)
+    VisitorLink.objects.filter(pk=failed.pk).update(state=State.FAILED)
+    failed.refresh_from_db()
+    assert failed.reset(LATER) == Action.SETTLE
+    assert row(failed)["state"] == State.SETTLING
+
+
+def test_unsettled_until_is_the_latest_time_still_to_come() -> None:
+    links = VisitorLink.objects.filter(visitor_id="a" * 32)
+    assert links.unsettled_until() is None
+    VisitorLink.objects.create(
+        visitor_id="a" * 32, state=State.DETACHED, sets_unsettled_until=at(-1)
+    )
+    assert links.unsettled_until() is None  # landed by now, if ever
+    VisitorLink.objects.create(
+        visitor_id="a" * 32, state=State.SETTLING, sets_unsettled_until=at(3)
+    )
+    VisitorLink.objects.create(
+        visitor_id="a" * 32, state=State.DETACHED, deletes_unsettled_until=at(7)
+    )
+    VisitorLink.objects.create(
+        visitor_id="b" * 32, state=State.DETACHED, sets_unsettled_until=at(9)
+    )
+    assert links.unsettled_until() == at(7)
+
+
 def test_a_reset_failed_detach_and_a_failed_link_without_an_action_detach() -> None:
     failed = link_in(State.FAILED)
     VisitorLink.objects.filter(pk=failed.pk).update(failed_action="")
@@ -241,6 +315,8 @@ def test_the_selections() -> None:
     detach_due = make(State.PENDING_DETACH, next_attempt_at=at(-1))
     attach_due = make(State.PENDING_ATTACH, next_attempt_at=at(-2))
     make(State.PENDING_DETACH, next_attempt_at=at(1))
+    settle_due = make(State.SETTLING, next_attempt_at=at(-4))
+    make(State.SETTLING, next_attempt_at=at(4))
     make(State.FAILED, next_attempt_at=at(-3), session_expires_at=at(-3))
     old_detached = make(State.DETACHED, session_expires_at=at(-9))
     links = VisitorLink.objects
@@ -251,15 +327,23 @@ def test_the_selections() -> None:
         attach_due,
     }
     assert list(links.expired(NOW).values_list("pk", flat=True)) == [pending_ended, live_ended]
-    assert list(links.due(NOW).values_list("pk", flat=True)) == [attach_due, detach_due]
+    assert list(links.due(NOW).values_list("pk", flat=True)) == [
+        settle_due,
+        attach_due,
+        detach_due,
+    ]
     assert list(
         links.prunable(timezone.now() + timedelta(seconds=1)).values_list("pk", flat=True)
     ) == [old_detached]
     assert not links.prunable(NOW - timedelta(days=1)).exists()
 
 
-def test_releasing_many_links_leaves_detached_ones_alone() -> None:
+def test_releasing_many_links_leaves_the_ones_with_their_chats_ended_alone() -> None:
     detached = VisitorLink.objects.create(visitor_id="a" * 32, state=State.DETACHED)
+    settling = VisitorLink.objects.create(visitor_id="a" * 32, state=State.SETTLING)
+    failed_settle = VisitorLink.objects.create(
+        visitor_id="a" * 32, state=State.FAILED, failed_action=Action.SETTLE
+    )
     failed = VisitorLink.objects.create(visitor_id="a" * 32, state=State.FAILED, attempts=4)
     live = VisitorLink.objects.create(visitor_id="a" * 32, state=State.ATTACHED)
     assert row(live)["live_visitor_id"] == "a" * 32
@@ -269,6 +353,8 @@ def test_releasing_many_links_leaves_detached_ones_alone() -> None:
     assert row(failed)["attempts"] == 0
     assert (row(live)["state"], row(live)["live_visitor_id"]) == (State.PENDING_DETACH, None)
     assert row(detached)["state"] == State.DETACHED
+    assert row(settling)["state"] == State.SETTLING
+    assert row(failed_settle)["state"] == State.FAILED
 
 
 def test_the_manager_has_no_change_of_every_link() -> None:

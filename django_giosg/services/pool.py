@@ -29,6 +29,14 @@ class Collector:
         #: A room answered 404: the cached room list is dropped afterwards, in the calling
         #: thread (a database cache must not be used from the pool's threads).
         self.room_missing = False
+        #: A write that matters (a set, a key's delete) got no answer at least once: it may
+        #: still land at giosg, late. Recorded on the link afterwards, in the calling thread.
+        self.unsettled = False
+
+    def uncertain(self, attempts: int) -> None:
+        """A write had ``attempts`` of unknown outcome (see :class:`~django_giosg.client.Sent`)."""
+        if attempts:
+            self.unsettled = True
 
     def set(self, room: str, key: str) -> None:
         with self._lock:

@@ -34,7 +34,9 @@ class Result:
     ``set`` and ``deleted`` map rooms to keys (a key already gone counts as deleted), ``ended``
     lists chats (one found ended already counts), ``skipped`` and ``failed`` say what was left
     alone and what went wrong, without tokens or values. ``cancelled``: the link's state changed
-    under the attach (a logout overtook it), which then detached instead.
+    under the attach (a logout overtook it), which then detached instead. ``settling``: done, but
+    writes that got no answer may still land at giosg; the link is due again once they have
+    settled, to set its variables (delete its keys) once more.
     """
 
     link_id: int
@@ -45,6 +47,7 @@ class Result:
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     cancelled: bool = False
+    settling: bool = False
     outcome: Outcome = field(default=Outcome.DONE, repr=False, compare=False)
 
     @property

@@ -6,6 +6,13 @@ Independent calls run concurrently in a :class:`~django_giosg.services.pool.JobP
 idempotent, both hold the visitor's lease (:mod:`~django_giosg.services.leases`), both return a
 :class:`~django_giosg.services.results.Result`, and both record a failure on the link (with
 backoff) instead of raising.
+
+A write whose answer never came may have happened, and may still happen, late
+(:class:`~django_giosg.client.Sent`): a link records until when its sets and deletes may land
+(``SETTLE_DELAY`` after they were sent). Its detach then ends in ``settling`` and deletes its keys
+once more after that; a later binding of the visitor sets its variables once more after that. So,
+once giosg is healthy and the sweep has run past the delay, no variable of an ended binding is
+left, and a live binding's variables hold its own user's values.
 """
 
 from __future__ import annotations
@@ -13,10 +20,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.views.decorators.debug import sensitive_variables
 
+from .. import clock
 from ..client import GiosgClient
 from ..conf import GiosgSettings
 from ..errors import (
@@ -28,7 +37,7 @@ from ..errors import (
 )
 from ..limits import DEFAULT_LIMITS, CallLimits
 from ..logs import short_id
-from ..models import LIVE_STATES, Action, State, VisitorLink, write_db
+from ..models import CHATS_ENDED, LIVE_STATES, Action, State, VisitorLink, write_db
 from ..signals import visitor_attached, visitor_detached
 from .failures import fail, record_failure, summary
 from .leases import VisitorBusy, visitor_lease
@@ -119,14 +128,13 @@ def _run(link_id: int, action: str, means: _Means, work: Work) -> Result:
 def _attach_leased(link: VisitorLink, result: Result, means: _Means) -> Result:
     """The attach itself, under the visitor's lease."""
     settings = means.settings
-    # The visitor's older bindings that are neither live nor detached (pending_detach, and
-    # failed ones too: a failed attach may have set some keys, a failed detach left some) are
-    # detached first, so that their deletes cannot land after this attach's sets.
-    older = (
-        VisitorLink.objects.filter(visitor_id=link.visitor_id)
-        .exclude(pk=link.pk)
-        .exclude(state__in=[State.DETACHED, *LIVE_STATES])
-    )
+    # The visitor's older bindings that are neither live nor done with their chats
+    # (pending_detach, and failed ones too: a failed attach may have set some keys, a failed
+    # detach left some) are detached first, so that their deletes cannot land after this
+    # attach's sets. (A settling one has deleted its keys; its second delete spares this
+    # link's keys.)
+    visitors_links = VisitorLink.objects.filter(visitor_id=link.visitor_id).exclude(pk=link.pk)
+    older = visitors_links.exclude(state__in=LIVE_STATES).exclude(CHATS_ENDED)
     for previous in older:
         if not _detach_leased(previous, Result(previous.pk, Action.DETACH), means).ok:
             error = "the visitor's previous binding could not be detached first"
@@ -154,6 +162,8 @@ def _attach_leased(link: VisitorLink, result: Result, means: _Means) -> Result:
                 )
     if collector.room_missing:
         forget_rooms(settings)
+    if collector.unsettled:
+        link.note_unsettled(sets=_settled_at(settings))
     result.set = {  # in the order of VARIABLES, whatever order the calls finished in
         room: [key for key in keys if key in result.set.get(room, [])]
         for room, keys in planned.items()
@@ -161,7 +171,14 @@ def _attach_leased(link: VisitorLink, result: Result, means: _Means) -> Result:
     }
     if result.failed:
         return record_failure(link, result, summary(result.failed), settings)
-    if link.mark_attached(merge_keys(already_set, result.set)):
+    recorded = merge_keys(already_set, result.set)
+    # The visitor's other bindings' writes may still land over these: set them again after.
+    settle_at = visitors_links.unsettled_until()
+    if settle_at is not None and link.set_again_at(recorded, settle_at):
+        result.settling = True
+        _log_settling(link, settle_at, "set its variables")
+        return result
+    if settle_at is None and link.mark_attached(recorded):
         visitor_attached.send(VisitorLink, link=link, result=result)
         return result
     # A logout (or another login) overtook this attach: undo it at once.
@@ -189,34 +206,100 @@ def _set_variable(
     means: _Means, collector: Collector, visitor_id: str, room: str, key: str, value: str
 ) -> None:
     try:
-        means.client.set_variable(room, visitor_id, key, value, **means.limits.options())
-    except GiosgNotFound:  # the room may be gone; giosg may also not know the visitor there
+        sent = means.client.set_variable(room, visitor_id, key, value, **means.limits.options())
+    except GiosgNotFound as err:  # the room may be gone; giosg may also not know the visitor
+        collector.uncertain(err.uncertain)
         collector.room_missing = True
         collector.skipped(f"room {room}: not found for this visitor")
     except GiosgError as err:
+        collector.uncertain(err.uncertain)
         collector.failed(f"setting {key} in room {room}: {err}")
     else:
+        collector.uncertain(sent.uncertain)
         collector.set(room, key)
+
+
+def _settled_at(settings: GiosgSettings) -> datetime:
+    """Until when a write sent until now may still land at giosg: ``SETTLE_DELAY`` from now."""
+    return clock.now() + timedelta(seconds=settings.settle_delay)
+
+
+def _log_settling(link: VisitorLink, when: datetime, what: str) -> None:
+    logger.info(
+        "django-giosg: writes of visitor %s that got no answer may land until %s; it will %s "
+        "once more then",
+        short_id(link.visitor_id),
+        when.isoformat(timespec="seconds"),
+        what,
+    )
 
 
 # -- detach ---------------------------------------------------------------------------------------
 
 
 def _detach_leased(link: VisitorLink, result: Result, means: _Means) -> Result:
-    """The detach itself, under the visitor's lease."""
-    if link.state != State.PENDING_DETACH and not link.begin_detach():
+    """The detach itself, under the visitor's lease: the chats and the keys, or, for a
+    ``settling`` link, the keys once more."""
+    if link.state not in (State.PENDING_DETACH, State.SETTLING) and not link.begin_detach():
         return result.skip(DETACHED_ALREADY)
-    _DetachRun(means, link.visitor_id, result).run(link.keys)
+    if link.state == State.SETTLING:
+        return _settle_leased(link, result, means)
+    run = _DetachRun(means, link.visitor_id, result)
+    run.run(link.keys)
+    if run.collector.unsettled:
+        link.note_unsettled(deletes=_settled_at(means.settings))
+    sets_land_until = _still_to_come(link.sets_unsettled_until)
     if result.failed:
-        remaining = {
-            room: [key for key in keys if key not in result.deleted.get(room, [])]
-            for room, keys in link.keys.items()
-        }
+        # Keys deleted now may be set again by a late set: then they are all deleted again.
+        keys = link.keys if sets_land_until else _not_deleted(link.keys, result)
         error = summary(result.failed)
-        return record_failure(link, result, error, means.settings, keys=merge_keys(remaining))
+        return record_failure(link, result, error, means.settings, keys=merge_keys(keys))
+    if sets_land_until is not None and link.settle(sets_land_until):
+        result.settling = True
+        _log_settling(link, sets_land_until, "delete its keys")
+    elif link.mark_detached():
+        visitor_detached.send(VisitorLink, link=link, result=result)
+    return result
+
+
+def _settle_leased(link: VisitorLink, result: Result, means: _Means) -> Result:
+    """A ``settling`` link's keys deleted once more, now that its sets that got no answer can
+    no longer land, except the keys the visitor's live binding holds (set, or to be set, again
+    with its own values). No chat is ended: the visitor's chats may be the next user's by now."""
+    result.action = Action.SETTLE
+    sets_land_until = _still_to_come(link.sets_unsettled_until)
+    if sets_land_until is not None:  # (run early: by an admin, or a task enqueued meanwhile)
+        link.settle(sets_land_until)
+        result.settling = True
+        return result.skip(f"its writes may land until {sets_land_until.isoformat()}")
+    live = VisitorLink.objects.filter(visitor_id=link.visitor_id).live().first()
+    held: dict[str, list[str]] = live.keys if live is not None else {}
+    keys = {
+        room: [key for key in room_keys if key not in held.get(room, [])]
+        for room, room_keys in link.keys.items()
+    }
+    run = _DetachRun(means, link.visitor_id, result)
+    run.delete_keys(keys)
+    if run.collector.unsettled:
+        link.note_unsettled(deletes=_settled_at(means.settings))
+    if result.failed:
+        error = summary(result.failed)
+        remaining = merge_keys(_not_deleted(link.keys, result))
+        return record_failure(link, result, error, means.settings, keys=remaining)
     if link.mark_detached():
         visitor_detached.send(VisitorLink, link=link, result=result)
     return result
+
+
+def _still_to_come(when: datetime | None) -> datetime | None:
+    return when if when is not None and when > clock.now() else None
+
+
+def _not_deleted(keys: Mapping[str, Sequence[str]], result: Result) -> dict[str, list[str]]:
+    return {
+        room: [key for key in room_keys if key not in result.deleted.get(room, [])]
+        for room, room_keys in keys.items()
+    }
 
 
 class _DetachRun:
@@ -232,23 +315,34 @@ class _DetachRun:
 
     def run(self, keys: Mapping[str, Sequence[str]]) -> None:
         with JobPool(self.settings.max_workers, self.collector) as pool:
-            for room, room_keys in keys.items():
-                for key in room_keys:
-                    pool.submit(self._delete, room, key)
+            self._submit_deletes(pool, keys)
             try:
                 for listed in iter_rooms(self.client, self.settings, self.limits):
                     pool.submit(self._close_chats, pool, listed)
             except GiosgError as err:
                 self.collector.failed(f"listing the rooms: {err}")
 
+    def delete_keys(self, keys: Mapping[str, Sequence[str]]) -> None:
+        """Only the keys: no chats."""
+        with JobPool(self.settings.max_workers, self.collector) as pool:
+            self._submit_deletes(pool, keys)
+
+    def _submit_deletes(self, pool: JobPool, keys: Mapping[str, Sequence[str]]) -> None:
+        for room, room_keys in keys.items():
+            for key in room_keys:
+                pool.submit(self._delete, room, key)
+
     def _delete(self, room: str, key: str) -> None:
         try:
-            self.client.delete_variable(room, self.visitor_id, key, **self.limits.options())
-        except GiosgNotFound:
-            pass  # gone already: that is what we wanted
+            sent = self.client.delete_variable(room, self.visitor_id, key, **self.limits.options())
+        except GiosgNotFound as err:
+            self.collector.uncertain(err.uncertain)  # gone already: that is what we wanted
         except GiosgError as err:
+            self.collector.uncertain(err.uncertain)
             self.collector.failed(f"deleting {key} in room {room}: {err}")
             return
+        else:
+            self.collector.uncertain(sent.uncertain)
         self.collector.deleted(room, key)
 
     def _close_chats(self, pool: JobPool, room: RoomRef) -> None:

@@ -24,7 +24,7 @@ giosg_simulator``).
     POST   /_simulator/visitors/<id>    seed: {"rooms", "open_chats", "ended_chats", "variables"}
     GET    /_simulator/faults           the active faults
     POST   /_simulator/faults           add one: {"endpoint", "latency", "status", "retry_after",
-                                        "drop", "hang", "times", "rate"}
+                                        "drop", "hang", "late", "times", "rate"}
     DELETE /_simulator/faults           remove them all
     GET    /_simulator/switches         the behaviour switches
     PATCH  /_simulator/switches         change some: {"end_ended_chat": "locked", …}

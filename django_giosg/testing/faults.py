@@ -32,8 +32,11 @@ class Fault:
     """One kind of trouble on one endpoint (or ``"*"``, every endpoint).
 
     At most one of ``status`` (an error answer: 500, 502, 503, 429 …), ``drop`` (the connection
-    closes without an answer) and ``hang`` (no answer until the client gives up or the simulator
-    stops); ``latency`` (seconds) delays whatever the answer is. ``times`` limits the fault to its
+    closes without an answer), ``hang`` (no answer until the client gives up or the simulator
+    stops) and ``late`` (seconds: the request takes effect that much later, and the connection
+    then closes without an answer; a client whose timeout is shorter has given up on it by then,
+    as it would on a giosg that applies a write after its answer was lost); ``latency``
+    (seconds) delays whatever the answer is. ``times`` limits the fault to its
     first hits; ``rate`` is the share of requests it hits.
     """
 
@@ -43,6 +46,7 @@ class Fault:
     retry_after: str | None = None
     drop: bool = False
     hang: bool = False
+    late: float | None = None
     times: int | None = None
     rate: float = 1.0
 
@@ -64,10 +68,13 @@ class Fault:
         for name in ("drop", "hang"):
             if type(getattr(self, name)) is not bool:
                 raise ValueError(f"{name} must be true or false, not {getattr(self, name)!r}")
-        if (self.status is not None) + bool(self.drop) + bool(self.hang) > 1:
-            raise ValueError("a fault is at most one of status, drop and hang")
-        if self.status is None and not (self.drop or self.hang or self.latency):
-            raise ValueError("a fault needs a status, drop, hang or latency")
+        if self.late is not None and (not _is_number(self.late) or not self.late > 0):
+            raise ValueError(f"late must be a number of seconds > 0, not {self.late!r}")
+        decisive = (self.status is not None) + self.drop + self.hang + (self.late is not None)
+        if decisive > 1:
+            raise ValueError("a fault is at most one of status, drop, hang and late")
+        if not (decisive or self.latency):
+            raise ValueError("a fault needs a status, drop, hang, late or latency")
         if self.times is not None and (type(self.times) is not int or self.times < 1):
             raise ValueError(f"times must be an integer ≥ 1, not {self.times!r}")
         if not _is_number(self.rate) or not 0 < self.rate <= 1:
@@ -86,9 +93,10 @@ class Outcome:
     """What the server does with one request."""
 
     latency: float = 0.0
-    action: Literal["answer", "status", "drop", "hang"] = "answer"
+    action: Literal["answer", "status", "drop", "hang", "late"] = "answer"
     status: int | None = None
     retry_after: str | None = None
+    late: float = 0.0  #: seconds until a late request takes effect
 
 
 class FaultPlan:
@@ -120,7 +128,7 @@ class FaultPlan:
 
     def decide(self, endpoint: str, request_line: str) -> Outcome:
         """The outcome for a request: latencies of all faults that hit add up; the first hitting
-        status, drop or hang decides the answer."""
+        status, drop, hang or late decides the answer."""
         with self._lock:
             occurrence = self._seen[request_line]
             self._seen[request_line] += 1
@@ -133,7 +141,7 @@ class FaultPlan:
                     continue
                 if fault.rate < 1 and self._draw(index, request_line, occurrence) >= fault.rate:
                     continue
-                failing = fault.status is not None or fault.drop or fault.hang
+                failing = fault.status is not None or fault.drop or fault.hang or bool(fault.late)
                 if failing and decisive is not None:
                     continue  # the answer is already decided; this fault does not hit
                 self._used[index] += 1
@@ -144,6 +152,8 @@ class FaultPlan:
             return Outcome(latency=latency)
         if decisive.status is not None:
             return Outcome(latency, "status", decisive.status, decisive.retry_after)
+        if decisive.late is not None:
+            return Outcome(latency, "late", late=decisive.late)
         return Outcome(latency, "drop" if decisive.drop else "hang")
 
     def _draw(self, index: int, request_line: str, occurrence: int) -> float:

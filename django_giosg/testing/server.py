@@ -36,14 +36,15 @@ LOADER_PREFIX = "/live2/"
 @dataclass(frozen=True)
 class Call:
     """One API request as the simulator saw it. ``status`` is ``None`` when no answer was sent
-    (a dropped or hung connection); ``body`` is the JSON the client sent, if any."""
+    (a dropped or hung connection), and for a late one the status it took effect with, though
+    no answer was sent; ``body`` is the JSON the client sent, if any."""
 
     method: str
     path: str
     query: str
     endpoint: str
     status: int | None
-    outcome: str  # "answered", "dropped" or "hung"
+    outcome: str  # "answered", "dropped", "hung" or "late" (took effect, not answered)
     body: Any = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -449,6 +450,9 @@ class _Handler(BaseHTTPRequestHandler):
                 sim._hang()
             self.close_connection = True  # and no answer
             return
+        if outcome.action == "late":
+            self._apply_late(request, route, found, params, outcome.late, url.query, sent)
+            return
         if outcome.action == "status":
             headers = {"Retry-After": outcome.retry_after} if outcome.retry_after else {}
             status = outcome.status or 500
@@ -469,6 +473,36 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
         self._send(response)
+
+    def _apply_late(
+        self,
+        request: Request,
+        route: Any,
+        found: str | None,
+        params: list[str],
+        delay: float,
+        query: str,
+        sent: Any,
+    ) -> None:
+        """The request takes effect ``delay`` seconds from now, unless the simulator is stopped
+        or reset meanwhile; no answer is sent."""
+        sim = self.server.simulator
+        released = sim._release
+        self.close_connection = True
+        if released.wait(delay):
+            return  # stopped or reset: it never happened
+        response = sim.api.handle(request, route, found, params)
+        sim._record(
+            Call(
+                request.method,
+                request.path,
+                query,
+                found or "other",
+                response.status,
+                "late",
+                sent,
+            )
+        )
 
     def _loader(self, request: Request) -> Response:
         organization = request.path[len(LOADER_PREFIX) :].strip("/").lower()

@@ -147,6 +147,42 @@ class TestBrokenConnections:
         assert sim.calls[-1].outcome == "hung"
         assert api.get("rooms").status_code == 200  # other requests are served meanwhile
 
+    def test_a_late_write_takes_effect_after_the_client_gave_up(
+        self, api: API, sim: GiosgSimulator, room: str
+    ) -> None:
+        sim.add_fault("set_variable", late=0.6, times=1)
+        with pytest.raises(requests.ReadTimeout):
+            api.post(api.variables(room), json={"key": "k", "value": "v"}, timeout=0.2)
+        assert sim.variables(VISITOR) == {}  # not yet
+        deadline = time.monotonic() + 5
+        while not sim.variables(VISITOR) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sim.variables(VISITOR) == {room: {"k": "v"}}
+        assert [(c.endpoint, c.status, c.outcome, c.body) for c in sim.calls] == [
+            ("set_variable", 201, "late", {"key": "k", "value": "v"})
+        ]
+
+    def test_a_late_request_gets_no_answer_even_when_the_client_waits(
+        self, api: API, sim: GiosgSimulator, room: str
+    ) -> None:
+        sim.add_fault("delete_variable", late=0.1, times=1)
+        sim.seed_visitor(VISITOR, rooms=[room], open_chats=0, variables={"k": "v"})
+        with pytest.raises(requests.ConnectionError):
+            api.delete(f"{api.variables(room)}/k", timeout=5)
+        assert sim.variables(VISITOR) == {}  # it took effect before the connection closed
+        assert sim.calls[-1].outcome == "late"
+
+    def test_a_late_write_pending_at_a_reset_never_takes_effect(
+        self, api: API, sim: GiosgSimulator, room: str
+    ) -> None:
+        sim.add_fault("set_variable", late=0.5, times=1)
+        with pytest.raises(requests.ReadTimeout):
+            api.post(api.variables(room), json={"key": "k", "value": "v"}, timeout=0.1)
+        sim.reset()
+        time.sleep(0.7)
+        assert sim.variables(VISITOR) == {}
+        assert sim.calls == []
+
     def test_a_hang_ends_after_hang_limit(self) -> None:
         with GiosgSimulator(hang_limit=0.2) as short:
             short.add_fault(hang=True)
@@ -220,7 +256,11 @@ class TestBrokenConnections:
         ({"status": 500, "rate": True}, "rate must be"),
         ({"status": 500, "drop": True}, "at most one of"),
         ({"drop": True, "hang": True}, "at most one of"),
-        ({}, "needs a status, drop, hang or latency"),
+        ({}, "needs a status, drop, hang, late or latency"),
+        ({"late": 0}, "late must be"),
+        ({"late": True}, "late must be"),
+        ({"late": 1, "hang": True}, "at most one of"),
+        ({"late": 1, "status": 500}, "at most one of"),
         ({"status": 500, "times": 0}, "times must be"),
         ({"status": 500, "times": 1.5}, "times must be"),
         ({"status": 500, "rate": 0}, "rate must be"),
