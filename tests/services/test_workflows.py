@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import requests
 import responses
 from django.contrib.auth.models import AbstractUser
 from django.core.cache import cache
@@ -21,10 +22,11 @@ from django.views.decorators.debug import sensitive_variables
 from django_giosg import signals
 from django_giosg.client import GiosgClient
 from django_giosg.limits import CallLimits
-from django_giosg.models import State, VisitorLease, VisitorLink
+from django_giosg.models import Action, State, VisitorLease, VisitorLink
 from django_giosg.services import leases, workflows
+from django_giosg.services.results import Outcome
 
-from ..conftest import CHAT, ORG, ORG_URL, ROOM, VISITOR
+from ..conftest import CHAT, ORG, ORG_URL, ROOM, VISITOR, load_settings
 from .conftest import ROOM_2, SHARED, VARIABLES_URL, link_for, two_rooms
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_cache")]
@@ -532,3 +534,160 @@ def test_an_unexpected_error_while_setting_a_variable_is_reported_without_its_va
             for report in (reporter.get_traceback_html(), reporter.get_traceback_text()):
                 assert "Ann Smith" not in report
                 assert "_set_variable" in report  # the frame is there, its value hidden
+
+
+# -- writes that got no answer -------------------------------------------------------------------
+
+
+SETTLE = 120
+
+
+def test_a_set_answered_only_on_its_retry_is_recorded_as_unsettled(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser, link_clock: Any
+) -> None:
+    now = link_clock.set(timezone.now())
+    mocked.post(VARIABLES_URL, body=requests.ReadTimeout())
+    mocked.post(VARIABLES_URL, status=201, json={})
+    link = link_for(user)
+    result = workflows.attach(link.pk, client, load_settings(SETTLE_DELAY=SETTLE))
+    assert result.ok
+    assert not result.settling  # its own late set carries its own value
+    link.refresh_from_db()
+    assert link.state == State.ATTACHED
+    assert link.sets_unsettled_until == now + timedelta(seconds=SETTLE)
+    assert link.deletes_unsettled_until is None
+
+
+def test_an_attach_after_anothers_unanswered_writes_sets_again_once_they_settled(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser, link_clock: Any
+) -> None:
+    now = link_clock.set(timezone.now())
+    until = now + timedelta(seconds=30)
+    link_for(None, state=State.DETACHED, deletes_unsettled_until=until)
+    link_for(None, state=State.DETACHED, sets_unsettled_until=now - timedelta(seconds=1))
+    mocked.post(VARIABLES_URL, status=201, json={})
+    attached: list[object] = []
+    signals.visitor_attached.connect(attached.append, dispatch_uid="t")
+    try:
+        link = link_for(user)
+        result = workflows.attach(link.pk, client, load_settings())
+    finally:
+        signals.visitor_attached.disconnect(dispatch_uid="t")
+    assert result.ok
+    assert result.settling
+    link.refresh_from_db()
+    assert (link.state, link.next_attempt_at) == (State.PENDING_ATTACH, until)
+    assert link.keys == {ROOM: ["username", "user_id"]}
+    assert attached == []  # not attached for good yet
+    link_clock.set(until + timedelta(seconds=1))
+    result = workflows.attach(link.pk, client, load_settings())
+    link.refresh_from_db()
+    assert (result.settling, link.state, link.next_attempt_at) == (False, State.ATTACHED, None)
+    assert len(mocked.calls) == 4  # both keys, twice
+
+
+def test_a_detach_after_unanswered_sets_settles_then_deletes_again(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser, link_clock: Any
+) -> None:
+    now = link_clock.set(timezone.now())
+    until = now + timedelta(seconds=30)
+    rooms_page(mocked)
+    chats_of(mocked, ROOM, chat())
+    chats_of(mocked, SHARED)
+    mocked.patch(f"{ORG_URL}/owned_chats/{CHAT}", json={**chat(), "is_ended": True})
+    mocked.delete(DELETE_URL, status=404, json={})
+    keys = {ROOM: ["username", "user_id"]}
+    link = link_for(user, state=State.ATTACHED, keys=keys, sets_unsettled_until=until)
+    result = workflows.detach(link.pk, client, load_settings())
+    assert result.ok
+    assert result.settling
+    link.refresh_from_db()
+    assert (link.state, link.next_attempt_at, link.keys) == (State.SETTLING, until, keys)
+    # Too early (a task, the admin): nothing is called, it still waits.
+    calls = len(mocked.calls)
+    early = workflows.detach(link.pk, client, load_settings())
+    assert early.outcome is Outcome.SKIPPED
+    assert early.settling
+    assert len(mocked.calls) == calls
+    link_clock.set(until)  # the time it is due: settled
+    again = workflows.detach(link.pk, client, load_settings())
+    assert (again.action, again.ok, again.ended) == (Action.SETTLE, True, [])
+    assert sorted(again.deleted[ROOM]) == ["user_id", "username"]
+    new_calls = [call.request.method for call in mocked.calls][calls:]
+    assert new_calls == ["DELETE", "DELETE"]  # the keys only: no room list, no chats
+    link.refresh_from_db()
+    assert (link.state, link.keys) == (State.DETACHED, {})
+
+
+def test_a_failed_detach_with_unanswered_sets_keeps_every_key(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser, link_clock: Any
+) -> None:
+    """A key deleted now may be set again by a late set: all of them are deleted again."""
+    now = link_clock.set(timezone.now())
+    mocked.get(f"{ORG_URL}/rooms", status=400, json={})
+    mocked.delete(DELETE_URL, status=204)
+    keys = {ROOM: ["username", "user_id"]}
+    link = link_for(
+        user, state=State.ATTACHED, keys=keys, sets_unsettled_until=now + timedelta(seconds=30)
+    )
+    result = workflows.detach(link.pk, client, load_settings())
+    assert not result.ok
+    assert sorted(result.deleted[ROOM]) == ["user_id", "username"]
+    link.refresh_from_db()
+    assert (link.state, link.keys) == (State.PENDING_DETACH, keys)
+
+
+def test_unanswered_deletes_are_recorded(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser, link_clock: Any
+) -> None:
+    now = link_clock.set(timezone.now())
+    mocked.get(f"{ORG_URL}/rooms", json=page())
+    mocked.delete(DELETE_URL, body=requests.ReadTimeout())
+    mocked.delete(DELETE_URL, status=404, json={})
+    link = link_for(user, state=State.ATTACHED, keys={ROOM: ["username"]})
+    result = workflows.detach(link.pk, client, load_settings(SETTLE_DELAY=SETTLE))
+    assert result.ok
+    assert not result.settling  # a late delete of its own key harms nobody here
+    link.refresh_from_db()
+    assert link.state == State.DETACHED
+    assert link.deletes_unsettled_until == now + timedelta(seconds=SETTLE)
+
+
+def test_a_settle_that_keeps_failing_ends_failed_as_a_settle(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    mocked.delete(DELETE_URL, status=400, json={})
+    link = link_for(user, state=State.SETTLING, keys={ROOM: ["username"]})
+    settings = load_settings(SWEEP_MAX_ATTEMPTS=2)
+    first = workflows.detach(link.pk, client, settings)
+    link.refresh_from_db()
+    assert (first.outcome, link.state, link.failed_action) == (
+        Outcome.RETRYING,
+        State.SETTLING,
+        Action.SETTLE,
+    )
+    second = workflows.detach(link.pk, client, settings)
+    link.refresh_from_db()
+    assert (second.outcome, link.state, link.failed_action) == (
+        Outcome.FAILED,
+        State.FAILED,
+        Action.SETTLE,
+    )
+    assert link.keys == {ROOM: ["username"]}
+    mocked.replace(responses.DELETE, DELETE_URL, status=204)
+    retried = workflows.detach(link.pk, client, settings)  # settles again: no chats
+    link.refresh_from_db()
+    assert (retried.ok, link.state) == (True, State.DETACHED)
+    assert {call.request.method for call in mocked.calls} == {"DELETE"}
+
+
+def test_an_attach_leaves_a_settling_binding_of_the_visitor_to_its_settle(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    """Its chats are ended and its keys deleted: the attach does not wait for it, nor end chats
+    for it (they may be the new user's)."""
+    link_for(None, state=State.SETTLING, keys={ROOM: ["username"]}, next_attempt_at=timezone.now())
+    mocked.post(VARIABLES_URL, status=201, json={})
+    link = link_for(user)
+    assert workflows.attach(link.pk, client, load_settings()).ok
+    assert {call.request.method for call in mocked.calls} == {"POST"}
