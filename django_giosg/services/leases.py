@@ -4,6 +4,11 @@ Without it, the old binding's deletes could remove keys the new binding has just
 have the same names). The lease is a :class:`~django_giosg.models.VisitorLease` row, taken with a
 conditional update or an insert (so it works on SQLite too), and it expires by itself if its
 holder dies.
+
+Trying for a held lease writes nothing into the database's log: the insert skips a conflict
+(``INSERT … ON CONFLICT DO NOTHING``) instead of failing on the unique visitor id, where the
+database can (every one Django supports but Oracle). A waiter tries again after a growing pause,
+not every few milliseconds for as long as the holder works.
 """
 
 from __future__ import annotations
@@ -13,14 +18,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 
 from .. import clock
 from ..client import GiosgClient
 from ..logs import short_id
 from ..models import VisitorLease, write_db
 
-LEASE_POLL = 0.05  # seconds between two tries to take a visitor's lease
+#: Seconds between two tries to take a busy visitor's lease: the first pause (most work on one
+#: visitor takes a round trip or a few), doubled after each try up to the longest.
+LEASE_POLL = 0.05
+LEASE_POLL_MAX = 1.0
 #: How much longer than its work a lease lasts: the work stops at its deadline, but it still
 #: writes its outcome to the database and lets go of the lease after that. A lease expiring
 #: between the last call and that write would let the next worker in too early.
@@ -40,11 +48,15 @@ def _take_lease(visitor_id: str, seconds: float) -> str | None:
     leases = VisitorLease.objects.filter(visitor_id=visitor_id, expires_at__lte=now)
     if leases.update(holder=holder, expires_at=expires_at):
         return holder
-    try:
-        with transaction.atomic(using=write_db(VisitorLease)):
-            VisitorLease.objects.create(
-                visitor_id=visitor_id, holder=holder, expires_at=expires_at
-            )
+    lease = VisitorLease(visitor_id=visitor_id, holder=holder, expires_at=expires_at)
+    database = write_db(VisitorLease)
+    if connections[database].features.supports_ignore_conflicts:
+        VisitorLease.objects.bulk_create([lease], ignore_conflicts=True)
+        taken = VisitorLease.objects.filter(visitor_id=visitor_id, holder=holder).exists()
+        return holder if taken else None  # else: held, and not expired
+    try:  # Oracle: the unique visitor id refuses a second insert
+        with transaction.atomic(using=database):
+            lease.save(force_insert=True)
     except IntegrityError:
         return None  # held, and not expired
     return holder
@@ -54,6 +66,7 @@ def _take_lease(visitor_id: str, seconds: float) -> str | None:
 def visitor_lease(visitor_id: str, client: GiosgClient, deadline: float) -> Iterator[None]:
     """Hold the visitor's lease until ``deadline`` (the work's own deadline, so the work never
     outlives it), waiting for it at most as long; raises :class:`VisitorBusy` after that."""
+    pause = LEASE_POLL
     while True:
         left = client.time_left(deadline)
         holder = _take_lease(visitor_id, max(left, 0.0) + LEASE_MARGIN)
@@ -63,7 +76,8 @@ def visitor_lease(visitor_id: str, client: GiosgClient, deadline: float) -> Iter
             raise VisitorBusy(
                 f"another attach or detach of visitor {short_id(visitor_id)} was still running"
             )
-        client.pause(LEASE_POLL)
+        client.pause(min(pause, left - LEASE_POLL / 2))  # a last try just before the deadline
+        pause = min(pause * 2, LEASE_POLL_MAX)
     try:
         yield
     finally:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import responses
 from django.contrib.auth.models import AbstractUser
+from django.db import connections
 from django.utils import timezone
 
 from django_giosg.client import GiosgClient
 from django_giosg.limits import CallLimits
-from django_giosg.models import State, VisitorLease
+from django_giosg.models import State, VisitorLease, write_db
 from django_giosg.services import leases, workflows
 
 from ..conftest import VISITOR, FakeClock
@@ -50,9 +52,72 @@ def test_the_wait_for_a_lease_moves_the_clients_clock_until_the_deadline(
     deadline = client.deadline_after(0.2)
     with pytest.raises(leases.VisitorBusy), leases.visitor_lease(VISITOR, client, deadline):
         pytest.fail("the lease was held by another worker")
-    assert len(clock.sleeps) >= 3
-    assert set(clock.sleeps) == {leases.LEASE_POLL}
-    assert client.time_left(deadline) <= leases.LEASE_POLL
+    assert clock.sleeps[:2] == [leases.LEASE_POLL, 2 * leases.LEASE_POLL]
+    assert 0 < client.time_left(deadline) <= leases.LEASE_POLL
+
+
+def test_a_long_wait_tries_less_and_less_often(client: GiosgClient, clock: FakeClock) -> None:
+    """Not every 50 ms for as long as the holder works: the pause doubles up to a second, and
+    the last try comes just before the deadline."""
+    VisitorLease.objects.create(
+        visitor_id=VISITOR, holder="other", expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    deadline = client.deadline_after(10.0)
+    with pytest.raises(leases.VisitorBusy), leases.visitor_lease(VISITOR, client, deadline):
+        pytest.fail("the lease was held by another worker")
+    assert clock.sleeps[:6] == [0.05, 0.1, 0.2, 0.4, 0.8, leases.LEASE_POLL_MAX]
+    assert max(clock.sleeps) == leases.LEASE_POLL_MAX
+    assert len(clock.sleeps) == 14  # (200 at a steady 50 ms)
+    assert 0 < client.time_left(deadline) <= leases.LEASE_POLL
+
+
+def test_trying_for_a_held_lease_makes_no_query_fail(client: GiosgClient) -> None:
+    """A failed INSERT is an ERROR line in PostgreSQL's log on every try: a waiter must not
+    make one."""
+    VisitorLease.objects.create(
+        visitor_id=VISITOR, holder="other", expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    failed: list[str] = []
+
+    def record_failures(execute: Any, sql: str, *args: Any) -> Any:
+        try:
+            return execute(sql, *args)
+        except Exception as err:
+            failed.append(f"{type(err).__name__}: {sql}")
+            raise
+
+    deadline = client.deadline_after(1.0)
+    with (
+        connections[write_db(VisitorLease)].execute_wrapper(record_failures),
+        pytest.raises(leases.VisitorBusy),
+        leases.visitor_lease(VISITOR, client, deadline),
+    ):
+        pytest.fail("the lease was held by another worker")
+    assert failed == []
+    assert VisitorLease.objects.get().holder == "other"
+
+
+def test_a_free_visitor_is_leased_by_an_insert(client: GiosgClient) -> None:
+    with leases.visitor_lease(VISITOR, client, client.deadline_after(1.0)):
+        lease = VisitorLease.objects.get()
+        assert lease.visitor_id == VISITOR
+        assert lease.holder != "other"
+    assert not VisitorLease.objects.exists()
+
+
+def test_without_insert_on_conflict_the_unique_id_refuses_a_second_lease(
+    client: GiosgClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Oracle has no ``INSERT … ON CONFLICT DO NOTHING``: a failed insert says the lease is
+    held."""
+    features = connections[write_db(VisitorLease)].features
+    monkeypatch.setattr(features, "supports_ignore_conflicts", False)
+    with leases.visitor_lease(VISITOR, client, client.deadline_after(1.0)):
+        assert VisitorLease.objects.count() == 1
+        second = leases.visitor_lease(VISITOR, client, client.deadline_after(0.01))
+        with pytest.raises(leases.VisitorBusy), second:
+            pytest.fail("the lease was held")
+    assert not VisitorLease.objects.exists()
 
 
 def test_an_expired_lease_is_taken_over_and_released(
