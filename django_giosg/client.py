@@ -2,8 +2,13 @@
 
 It knows HTTP and giosg, nothing of users or sessions. One process-wide :class:`GiosgClient`
 (:func:`get_client`) keeps one ``requests.Session`` so that connections are reused (keep-alive),
-with cookies disabled and the connection pool sized to ``MAX_WORKERS`` for concurrent calls; a
-forked child builds its own session instead of sharing the parent's sockets.
+with cookies disabled and a connection pool of ``MAX_CONNECTIONS``; a forked child builds its own
+session instead of sharing the parent's sockets.
+
+However many requests and workflows run at once in the process, at most ``pool_size`` calls are
+in flight: a call waits for a free connection (within its deadline). So the pool never opens more
+connections than it keeps, and never discards one (urllib3's "Connection pool is full"), which
+against giosg's HTTPS would mean a fresh TLS handshake for a later call.
 
 Every call has a timeout and its own retry loop (429, 500, 502, 503, 504, connection errors and
 timeouts; exponential backoff with jitter; ``Retry-After`` honoured up to ``RETRY_AFTER_CAP``).
@@ -146,7 +151,7 @@ class GiosgClient:
         timeout: tuple[float, float] = GiosgSettings.timeout,
         max_retries: int = GiosgSettings.max_retries,
         retry_after_cap: float = GiosgSettings.retry_after_cap,
-        pool_size: int = GiosgSettings.max_workers,
+        pool_size: int = GiosgSettings.max_connections,
         backoff_base: float = 0.5,
         backoff_max: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -173,6 +178,8 @@ class GiosgClient:
         self._session_lock = threading.Lock()
         self._session: requests.Session | None = None
         self._session_pid = 0
+        #: A connection for each call in flight: taken before a request, given back after it.
+        self._connections = threading.BoundedSemaphore(pool_size)
 
     @classmethod
     def from_settings(cls, settings: GiosgSettings, **overrides: Any) -> GiosgClient:
@@ -184,7 +191,7 @@ class GiosgClient:
             "timeout": settings.timeout,
             "max_retries": settings.max_retries,
             "retry_after_cap": settings.retry_after_cap,
-            "pool_size": settings.max_workers,
+            "pool_size": settings.max_connections,
         }
         options.update(overrides)
         return cls(**options)
@@ -329,9 +336,11 @@ class GiosgClient:
         pid = os.getpid()
         with self._session_lock:
             if self._session is None or self._session_pid != pid:
-                # After fork() the parent's pooled sockets must not be shared: start afresh.
+                # After fork() the parent's pooled sockets must not be shared, nor its count of
+                # connections in use by threads the child does not have: start afresh.
                 self._session = self._new_session()
                 self._session_pid = pid
+                self._connections = threading.BoundedSemaphore(self.pool_size)
             return self._session
 
     def _new_session(self) -> requests.Session:
@@ -413,10 +422,25 @@ class GiosgClient:
             error: GiosgError
             retry_after: float | None = None
             try:
-                timeout = self._timeout(deadline, method, path)
-                response = self._get_session().request(
-                    method, url, json=json, params=params, timeout=timeout, allow_redirects=False
-                )
+                session = self._get_session()
+                connections = self._connections  # (the child's own, after a fork)
+                if not connections.acquire(timeout=self._wait_for_connection(deadline)):
+                    raise GiosgUnavailable(
+                        "deadline exceeded (waiting for a free connection)",
+                        method=method,
+                        path=path,
+                    )
+                try:
+                    response = session.request(
+                        method,
+                        url,
+                        json=json,
+                        params=params,
+                        timeout=self._timeout(deadline, method, path),
+                        allow_redirects=False,
+                    )
+                finally:
+                    connections.release()
             except GiosgError as err:  # the deadline passed before this attempt
                 raise _counted(err, uncertain) from None
             except requests.RequestException as err:
@@ -450,6 +474,10 @@ class GiosgClient:
                 delay,
             )
             self._sleep(delay)
+
+    def _wait_for_connection(self, deadline: float | None) -> float | None:
+        """How long a call may wait for a free connection: until its deadline, if it has one."""
+        return None if deadline is None else max(deadline - self._clock(), 0.0)
 
     def _timeout(self, deadline: float | None, method: str, path: str) -> tuple[float, float]:
         if deadline is None:

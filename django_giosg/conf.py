@@ -29,6 +29,8 @@ DEFAULT_API_BASE_URL = "https://service.giosg.com"
 DEFAULT_VARIABLES = "django_giosg.variables.default_variables"
 EXAMPLE_UUID = "9ae65e7d-56c5-11e5-af8d-6c4008c08dfe"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+#: ``MAX_CONNECTIONS`` when it is not set: as many connections as four workflows use at once.
+CONNECTIONS_PER_WORKER = 4
 #: What an API token may be: it goes into an HTTP header, where anything else fails the call (and
 #: an exception of the HTTP library would carry the header, token and all).
 TOKEN_PATTERN = re.compile(r"[\x21-\x7e]+")
@@ -58,6 +60,8 @@ class GiosgSettings:
     use_browser_rooms: bool = False
     timeout: tuple[float, float] = (3.05, 10.0)
     max_workers: int = 8
+    #: :func:`load` gives it ``CONNECTIONS_PER_WORKER`` times ``MAX_WORKERS`` when it is not set.
+    max_connections: int = 32
     max_retries: int = 3
     retry_after_cap: float = 30.0
     inline_budget: float = 2.0
@@ -251,6 +255,7 @@ _PARSERS: dict[str, tuple[str, Callable[[object], object]]] = {
     "USE_BROWSER_ROOMS": ("use_browser_rooms", _bool),
     "TIMEOUT": ("timeout", _timeout),
     "MAX_WORKERS": ("max_workers", _positive_int),
+    "MAX_CONNECTIONS": ("max_connections", _positive_int),
     "MAX_RETRIES": ("max_retries", _non_negative_int),
     "RETRY_AFTER_CAP": ("retry_after_cap", _positive_float),
     "INLINE_BUDGET": ("inline_budget", _positive_float),
@@ -303,6 +308,14 @@ def load(raw: object) -> GiosgSettings:
         raise GiosgConfigurationError(
             f"{_key('EXPIRY_GRACE')} ({grace}) must be at least "
             f"{_key('EXPIRY_REFRESH')} ({refresh})"
+        )
+    workers = values.get("max_workers", GiosgSettings.max_workers)
+    if "MAX_CONNECTIONS" not in raw:
+        values["max_connections"] = CONNECTIONS_PER_WORKER * workers
+    elif values["max_connections"] < workers:
+        raise GiosgConfigurationError(
+            f"{_key('MAX_CONNECTIONS')} ({values['max_connections']}) must be at least "
+            f"{_key('MAX_WORKERS')} ({workers})"
         )
     if "USER_CAPTURE_RATE" not in raw:
         values["user_capture_rate"] = values.get("capture_rate", GiosgSettings.capture_rate)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -88,6 +89,39 @@ def test_concurrent_calls_share_a_pool_of_max_workers_connections(server: Server
     with make_client(server, pool_size=8) as client, ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: client.get_chat("slow"), range(40)))
     assert 1 <= server.connections <= 8
+
+
+def test_more_concurrent_calls_than_connections_wait_for_one(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """However many threads call at once (several requests' workflows), the pool opens no more
+    connections than it keeps, and discards none (each would be a new TLS handshake later)."""
+    with make_client(server, pool_size=2) as client, ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: client.get_chat("slow"), range(40)))
+        list(pool.map(lambda _: client.get_chat("slow"), range(40)))
+    assert server.connections == 2
+    assert "pool is full" not in caplog.text
+
+
+def test_a_call_waits_for_a_free_connection_only_until_its_deadline(server: Server) -> None:
+    with make_client(server, pool_size=1, max_retries=0) as client:
+        holder = threading.Thread(target=_hang, args=(client,), daemon=True)
+        holder.start()
+        deadline = time.monotonic() + 5
+        while server.connections < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        with pytest.raises(GiosgUnavailable, match="waiting for a free connection") as waited:
+            client.end_chat(CHAT, deadline=client.deadline_after(0.2))
+        assert 0.15 < time.monotonic() - started < 0.9  # before the holder's call ends
+        assert waited.value.uncertain == 0  # it was never sent
+        holder.join(10)
+    assert server.connections == 1
+
+
+def _hang(client: GiosgClient) -> None:
+    with contextlib.suppress(GiosgUnavailable):
+        client.get_chat("hang", deadline=client.deadline_after(1.0))
 
 
 def test_a_hanging_server_is_bounded_by_the_deadline(server: Server) -> None:

@@ -38,6 +38,7 @@ def test_defaults() -> None:
         use_browser_rooms=False,
         timeout=(3.05, 10.0),
         max_workers=8,
+        max_connections=32,
         max_retries=3,
         retry_after_cap=30.0,
         inline_budget=2.0,
@@ -102,6 +103,19 @@ def test_the_rate_per_user_follows_the_rate_per_session_unless_given() -> None:
     assert load(with_(CAPTURE_RATE=4)).user_capture_rate == 4
     assert load(with_(CAPTURE_RATE=4, USER_CAPTURE_RATE=20)).user_capture_rate == 20
     assert load(with_(USER_CAPTURE_RATE=None)).user_capture_rate is None
+
+
+def test_max_connections_defaults_to_four_workflows_worth() -> None:
+    assert load(with_()).max_connections == 32
+    assert load(with_(MAX_WORKERS=3)).max_connections == 12
+    assert load(with_(MAX_WORKERS=3, MAX_CONNECTIONS=3)).max_connections == 3
+
+
+def test_max_connections_below_max_workers_is_refused() -> None:
+    """A workflow's calls at once would wait for each other's connections."""
+    message = 'GIOSG["MAX_CONNECTIONS"] (4) must be at least GIOSG["MAX_WORKERS"] (8)'
+    with pytest.raises(GiosgConfigurationError, match=re.escape(message)):
+        load(with_(MAX_CONNECTIONS=4))
 
 
 @pytest.mark.parametrize(
@@ -220,6 +234,7 @@ INVALID: list[tuple[str, Any, str]] = [
     ("SWEEP_BACKOFF", 0.0, "greater than 0"),
     ("PENDING_STALE_AFTER", None, "must be an integer"),
     ("SETTLE_DELAY", 0, "must be greater than 0"),
+    ("MAX_CONNECTIONS", 0, "must be greater than 0"),
     ("PRUNE_AFTER_DAYS", 0, "greater than 0"),
 ]
 
