@@ -15,17 +15,17 @@ def test_one_client_per_process_built_from_the_settings() -> None:
     assert get_client() is client
     assert client.base_url == "https://giosg.test"
     assert client.organization_id == get_settings().organization_id
-    assert client.pool_size == 8
+    assert client.pool_size == 32  # MAX_CONNECTIONS: 4 x MAX_WORKERS
     assert client.timeout == (3.05, 10.0)
 
 
 def test_the_client_is_rebuilt_when_the_settings_change() -> None:
     before = get_client()
-    giosg = {**get_settings_raw(), "MAX_WORKERS": 2, "MAX_RETRIES": 1}
+    giosg = {**get_settings_raw(), "MAX_CONNECTIONS": 9, "MAX_RETRIES": 1}
     with override_settings(GIOSG=giosg):
         during = get_client()
         assert during is not before
-        assert (during.pool_size, during.max_retries) == (2, 1)
+        assert (during.pool_size, during.max_retries) == (9, 1)
     assert get_client() is not during
 
 
