@@ -10,6 +10,7 @@ switch, the old user's late writes overwrote and deleted the new user's variable
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -53,6 +54,18 @@ def values_of(giosg: GiosgSimulator, user: Any) -> dict[str, dict[str, str]]:
     return {giosg.room_ids[0]: {"username": user.get_username(), "user_id": str(user.pk)}}
 
 
+def switch_users(ann: Any, bob: Any, between: Callable[[], object] = lambda: None) -> Browser:
+    """Ann logs in, then Bob in another tab of the same browser (a user switch): Bob's tab."""
+    tab, other_tab = Browser(), Browser()
+    same_device(tab, other_tab)
+    tab.capture()
+    tab.login(ann)
+    between()
+    other_tab.capture()
+    other_tab.login(bob)
+    return other_tab
+
+
 def state_of(user: Any) -> str:
     link: VisitorLink = VisitorLink.objects.get(user=user)
     return link.state
@@ -90,14 +103,10 @@ def test_a_switch_with_late_writes_on_both_sides_ends_with_the_new_users_values(
     nothing that settles Ann's binding ends it."""
     giosg.seed_visitor(VISITOR, rooms=giosg.room_ids[:1], open_chats=1)
     ann, bob = make_user("ann"), make_user("bob")
-    tab, other_tab = Browser(), Browser()
-    same_device(tab, other_tab)
     giosg.add_fault("set_variable", late=1.5, times=1)
-    tab.capture()
-    tab.login(ann)
-    giosg.add_fault("delete_variable", late=1.5, times=1)
-    other_tab.capture()
-    other_tab.login(bob)  # the same browser: a user switch
+    other_tab = switch_users(
+        ann, bob, between=lambda: giosg.add_fault("delete_variable", late=1.5, times=1)
+    )
     assert (state_of(ann), state_of(bob)) == (State.SETTLING, State.PENDING_ATTACH)
     (bobs_chat,) = giosg.seed_visitor(VISITOR, rooms=giosg.room_ids[:1], open_chats=1)
     landed(giosg, 2)
@@ -143,12 +152,7 @@ def test_without_unanswered_writes_nothing_waits(
     giosg.add_fault("set_variable", status=503, times=1)
     giosg.add_fault("delete_variable", status=500, times=1)
     ann, bob = make_user("ann"), make_user("bob")
-    tab, other_tab = Browser(), Browser()
-    same_device(tab, other_tab)
-    tab.capture()
-    tab.login(ann)
-    other_tab.capture()
-    other_tab.login(bob)
+    switch_users(ann, bob)
     sweep()  # the failed attempts are due now (the link clock has not moved)
     link_clock.advance(3600)
     sweep()
@@ -166,12 +170,7 @@ def test_a_settle_after_the_next_bindings_sets_spares_its_keys(
     holds are his now; her other keys go."""
     room = giosg.room_ids[0]
     ann, bob = make_user("ann"), make_user("bob")
-    tab, other_tab = Browser(), Browser()
-    same_device(tab, other_tab)
-    tab.capture()
-    tab.login(ann)
-    other_tab.capture()
-    other_tab.login(bob)
+    switch_users(ann, bob)
     assert (state_of(ann), state_of(bob)) == (State.DETACHED, State.ATTACHED)
     # As if Ann's set of a key Bob has not got had landed late, and her detach waited for it.
     giosg.seed_visitor(VISITOR, rooms=[room], open_chats=1, variables={"email": "ann@example"})

@@ -1,0 +1,570 @@
+"""The soak: login cycles through a real WSGI server against a faulty giosg, and what is left.
+
+    python benchmarks/soak.py [--cycles 1000] [--clients 4] [--faults 0.3] [--seed 1]
+
+Three processes. The simulator runs in its own (this script chooses its token and ends it with
+SIGTERM). The site runs in another: Django's threaded WSGI server with django-giosg, the immediate
+task backend and SQLite. This one drives ``--clients`` concurrent browsers over HTTP, runs
+``giosg_sweep`` every ``--sweep-every`` seconds meanwhile (as cron would), then sweeps until no
+link is due and counts what was left.
+
+Each cycle is a fresh browser: a page (the CSRF and device cookies), the capture of a new visitor
+id that has an open chat at giosg, a login, then one ending:
+
+- 75 %: a page, and a logout;
+- 10 %: another user logs in in the same browser (a user switch) and stays logged in;
+- 10 %: the session is set to expire in 2 seconds and is abandoned (the sweep ends it);
+- 5 %: the user's password is changed elsewhere, and the next page finds the session without its
+  user.
+
+``--faults`` is the share of API requests that go wrong, in equal parts: 500, 502 and 503 answers,
+429 with ``Retry-After: 1``, dropped connections, hangs past the client's timeout, and writes giosg
+applies after the client gave up on them (late). ``TIMEOUT`` is 0.5 s, the backoffs are short and
+``SETTLE_DELAY`` is 3 s, so that a run takes minutes. ``--check`` exits 1 unless nothing was left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import multiprocessing
+import random
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import django
+import requests
+from django.conf import settings
+
+PASSWORD = "soak-password-1"  # noqa: S105 - the soak's users only
+SETTLE_DELAY = 3
+EXPIRE_IN = 2  # seconds: an abandoned session's expiry
+ENDINGS = [("logout", 0.75), ("switch", 0.10), ("expiry", 0.10), ("password", 0.05)]
+FAULTS: list[dict[str, Any]] = [
+    {"status": 500},
+    {"status": 502},
+    {"status": 503},
+    {"status": 429, "retry_after": "1"},
+    {"drop": True},
+    {"hang": True},
+    {"late": 0.8},
+]
+
+
+# -- the simulator's process ----------------------------------------------------------------------
+
+
+def serve_giosg(ready: multiprocessing.Queue[dict[str, Any]], token: str, seed: int) -> None:
+    from django_giosg.testing import GiosgSimulator
+
+    with GiosgSimulator(api_token=token, rooms=10, seed=seed, hang_limit=5.0) as sim:
+        signal.signal(signal.SIGTERM, lambda *_: sim.request_shutdown())
+        ready.put(sim.describe())
+        sim.wait()
+
+
+# -- the site: settings, views and its process --------------------------------------------------
+
+
+def configure(info: dict[str, Any], token: str, database: Path) -> None:
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY=secrets.token_hex(16),
+        ALLOWED_HOSTS=["127.0.0.1"],
+        USE_TZ=True,
+        ROOT_URLCONF=__name__,
+        INSTALLED_APPS=[
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django.contrib.sessions",
+            "django_giosg",
+        ],
+        MIDDLEWARE=[
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "django_giosg.middleware.GiosgMiddleware",
+        ],
+        DATABASES={
+            "default": {
+                "ENGINE": "django.db.backends.sqlite3",
+                "NAME": str(database),
+                "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+            }
+        },
+        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+        LOGGING_CONFIG=None,
+        GIOSG={
+            "API_TOKEN": token,
+            "ORGANIZATION_ID": info["organization_id"],
+            "ROOM_IDS": info["room_ids"][:2],
+            "API_BASE_URL": info["base_url"],
+            "TIMEOUT": [0.5, 0.5],
+            "INLINE_BUDGET": 1.5,
+            "RETRY_AFTER_CAP": 2.0,
+            "SWEEP_BACKOFF": 0.5,
+            "SWEEP_MAX_ATTEMPTS": 30,
+            "SETTLE_DELAY": SETTLE_DELAY,
+            "EXPIRY_REFRESH": 1,
+            "EXPIRY_GRACE": 1,
+            "USER_CAPTURE_RATE": None,
+        },
+    )
+    django.setup()
+
+
+def log_to(path: Path) -> None:
+    """Everything the app, the client and urllib3 log, at DEBUG, into ``path`` (searched for the
+    token and for discarded connections afterwards)."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG)
+
+
+def short_backoffs() -> None:
+    """The client's backoff between retries, short: a run takes minutes, not hours."""
+    from django_giosg.client import get_client
+
+    client = get_client()
+    client.backoff_base, client.backoff_max = 0.05, 0.5
+
+
+def page(request: Any) -> Any:
+    from django.http import HttpResponse
+    from django.views.decorators.csrf import ensure_csrf_cookie
+
+    return ensure_csrf_cookie(lambda request: HttpResponse("ok"))(request)
+
+
+def login_view(request: Any) -> Any:
+    from django.contrib.auth import authenticate, login
+    from django.http import HttpResponse
+
+    user = authenticate(
+        request, username=request.POST.get("username"), password=request.POST.get("password")
+    )
+    if user is None:
+        return HttpResponse("bad credentials", status=403)
+    login(request, user)
+    return HttpResponse(status=204)
+
+
+def logout_view(request: Any) -> Any:
+    from django.contrib.auth import logout
+    from django.http import HttpResponse
+
+    logout(request)
+    return HttpResponse(status=204)
+
+
+def expire_view(request: Any) -> Any:
+    from django.http import HttpResponse
+
+    request.session.set_expiry(EXPIRE_IN)
+    return HttpResponse(status=204)
+
+
+def password_view(request: Any) -> Any:
+    """The password changes elsewhere: this session keeps its old hash, and loses its user."""
+    from django.contrib.auth import get_user_model
+    from django.http import HttpResponse
+
+    user = get_user_model().objects.get(pk=request.user.pk)
+    user.set_password(PASSWORD)  # the same password, a new hash
+    user.save()
+    return HttpResponse(status=204)
+
+
+def _urlpatterns() -> list[Any]:
+    from django.urls import include, path
+
+    return [
+        path("page/", page),
+        path("login/", login_view),
+        path("logout/", logout_view),
+        path("expire/", expire_view),
+        path("password/", password_view),
+        path("giosg/", include("django_giosg.urls")),
+    ]
+
+
+def __getattr__(name: str) -> Any:  # ROOT_URLCONF is this module: its patterns once Django is up
+    if name == "urlpatterns":
+        return _urlpatterns()
+    raise AttributeError(name)
+
+
+def serve_site(ready: multiprocessing.Queue[str], log: Path) -> None:
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    log_to(log)
+    short_backoffs()
+    server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler)
+    server.daemon_threads = True
+    server.set_app(WSGIHandler())
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    ready.put(f"http://127.0.0.1:{server.server_address[1]}")
+    server.serve_forever(0.05)
+
+
+# -- the driver ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """What the browsers saw."""
+
+    cycles: int = 0
+    failed: list[str] = field(default_factory=list)
+    login: list[float] = field(default_factory=list)
+    logout: list[float] = field(default_factory=list)
+    visitors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Browser:
+    def __init__(self, site: str, run: Run) -> None:
+        self.site = site
+        self.run = run
+        self.http = requests.Session()
+
+    def call(self, method: str, path: str, expected: int, **kwargs: Any) -> float:
+        """One request; an unexpected answer (or none) is a failed host request."""
+        headers = {"X-CSRFToken": self.http.cookies.get("csrftoken", "")}
+        started = time.perf_counter()
+        try:
+            response = self.http.request(
+                method, f"{self.site}{path}", headers=headers, timeout=30, **kwargs
+            )
+            status: int | str = response.status_code
+        except requests.RequestException as err:
+            status = type(err).__name__
+        elapsed = time.perf_counter() - started
+        if status != expected:
+            with self.run.lock:
+                self.run.failed.append(f"{method} {path}: {status}")
+        return elapsed
+
+    def login(self, username: str) -> float:
+        return self.call("POST", "/login/", 204, data={"username": username, "password": PASSWORD})
+
+
+def cycle(
+    site: str,
+    control: requests.Session,
+    info: dict[str, Any],
+    run: Run,
+    draw: random.Random,
+    users: list[str],
+) -> None:
+    browser = Browser(site, run)
+    visitor = f"{draw.getrandbits(128):032x}"  # from the seed: the same faults on every run
+    seed = {"rooms": info["room_ids"][:1], "open_chats": 1}
+    seeded = control.post(
+        f"{info['base_url']}/_simulator/visitors/{visitor}", json=seed, timeout=10
+    )
+    seeded.raise_for_status()
+    first, second = draw.sample(users, 2)
+    ending = draw.choices([name for name, _ in ENDINGS], [share for _, share in ENDINGS])[0]
+    browser.call("GET", "/page/", 200)
+    browser.call("POST", "/giosg/visitor/", 204, json={"visitor_id": visitor})
+    login = browser.login(first)
+    logout = None
+    if ending == "logout":
+        browser.call("GET", "/page/", 200)
+        logout = browser.call("POST", "/logout/", 204)
+    elif ending == "switch":
+        browser.login(second)
+    elif ending == "expiry":
+        browser.call("POST", "/expire/", 204)
+    else:
+        browser.call("POST", "/password/", 204)
+        browser.call("GET", "/page/", 200)
+    with run.lock:
+        run.cycles += 1
+        run.visitors.append(visitor)
+        run.login.append(login)
+        if logout is not None:
+            run.logout.append(logout)
+
+
+def drive(site: str, info: dict[str, Any], args: argparse.Namespace, users: list[str]) -> Run:
+    run = Run()
+    numbers = iter(range(args.cycles))
+    numbers_lock = threading.Lock()
+
+    def client(index: int) -> None:
+        control = requests.Session()
+        draw = random.Random(args.seed * 1000 + index)
+        while True:
+            with numbers_lock:
+                if next(numbers, None) is None:
+                    return
+            cycle(site, control, info, run, draw, users)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(args.clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return run
+
+
+@contextlib.contextmanager
+def sweeping_every(seconds: float) -> Iterator[None]:
+    """``giosg_sweep`` every ``seconds`` in a thread, as cron would, while the cycles run."""
+    from django.db import connections
+
+    from django_giosg.client import get_client
+    from django_giosg.conf import get_settings
+    from django_giosg.services.sweep import sweep
+
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(seconds):
+            sweep(get_client(), get_settings())
+        connections.close_all()
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def sweep_until_nothing_is_due(limit: float) -> int:
+    """Sweep, wait for the next link to come due, sweep again, until none is due or will be."""
+    from django.utils import timezone
+
+    from django_giosg.client import get_client
+    from django_giosg.conf import get_settings
+    from django_giosg.models import DUE_STATES, VisitorLink
+    from django_giosg.services.sweep import sweep
+
+    sweeps = 0
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        sweep(get_client(), get_settings())
+        sweeps += 1
+        now = timezone.now()
+        waiting = VisitorLink.objects.filter(state__in=DUE_STATES).exclude(next_attempt_at=None)
+        soon = now + timedelta(seconds=60)
+        expiring = VisitorLink.objects.live().filter(session_expires_at__lte=soon)
+        times = [
+            *waiting.values_list("next_attempt_at", flat=True),
+            *(
+                when + timedelta(seconds=1)
+                for when in expiring.values_list("session_expires_at", flat=True)
+            ),
+        ]
+        if not times:
+            return sweeps
+        time.sleep(min(max((min(times) - now).total_seconds(), 0.05), 5.0))
+    return sweeps
+
+
+@dataclass
+class Left:
+    chats: int = 0
+    variables: int = 0
+    live_missing: int = 0
+    live_wrong: int = 0
+    stuck: int = 0
+    failed: int = 0
+    live: int = 0
+
+
+def what_was_left(info: dict[str, Any], visitors: list[str]) -> Left:
+    from django.contrib.auth import get_user_model
+
+    from django_giosg.models import LIVE_STATES, State, VisitorLink
+
+    left = Left()
+    control = requests.Session()
+    live = {
+        link.visitor_id: link
+        for link in VisitorLink.objects.filter(state__in=LIVE_STATES).select_related("user")
+    }
+    rooms = info["room_ids"][:2]
+    for visitor in visitors:
+        state = control.get(f"{info['base_url']}/_simulator/visitors/{visitor}", timeout=10).json()
+        held = {room: data["variables"] for room, data in state["rooms"].items()}
+        left.chats += sum(
+            not chat["is_ended"] for data in state["rooms"].values() for chat in data["chats"]
+        )
+        link = live.get(visitor)
+        if link is None:
+            left.variables += sum(len(variables) for variables in held.values())
+            continue
+        left.live += 1
+        user = link.user or get_user_model()()
+        expected = {"username": user.get_username(), "user_id": str(user.pk)}
+        for room in rooms:
+            for key, value in expected.items():
+                if key not in held.get(room, {}):
+                    left.live_missing += 1
+                elif held[room][key] != value:
+                    left.live_wrong += 1
+    links = VisitorLink.objects
+    left.stuck = links.filter(
+        state__in=[State.PENDING_ATTACH, State.PENDING_DETACH, State.SETTLING]
+    ).count()
+    left.failed = links.filter(state=State.FAILED).count()
+    return left
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--faults", type=float, default=0.3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--users", type=int, default=40)
+    parser.add_argument("--sweep-every", type=float, default=5.0)
+    parser.add_argument("--sweep-limit", type=float, default=600.0, help="seconds")
+    parser.add_argument("--check", action="store_true", help="exit 1 unless nothing was left")
+    parser.add_argument("--keep", action="store_true", help="keep the database and the logs")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="django-giosg-soak-"))
+    token = secrets.token_urlsafe(24)
+    ready: multiprocessing.Queue[Any] = multiprocessing.Queue()
+    giosg = multiprocessing.Process(target=serve_giosg, args=(ready, token, args.seed))
+    giosg.start()
+    info = ready.get(timeout=30)
+    configure(info, token, workdir / "soak.sqlite3")
+    log_to(workdir / "driver.log")
+
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connections
+
+    call_command("migrate", verbosity=0)
+    users = [f"user{n}" for n in range(args.users)]
+    for username in users:
+        get_user_model().objects.create_user(username, password=PASSWORD)
+    connections.close_all()  # before the site's process is forked
+    site_process = multiprocessing.Process(target=serve_site, args=(ready, workdir / "site.log"))
+    site_process.start()
+    site = ready.get(timeout=30)
+    short_backoffs()
+
+    control = requests.Session()
+    rate = 1 - (1 - args.faults) ** (1 / len(FAULTS)) if args.faults else 0
+    for fault in FAULTS if rate else []:
+        control.post(
+            f"{info['base_url']}/_simulator/faults", json={**fault, "rate": rate}, timeout=10
+        ).raise_for_status()
+    started = time.monotonic()
+    with sweeping_every(args.sweep_every):
+        run = drive(site, info, args, users)
+    cycles_took = time.monotonic() - started
+    started = time.monotonic()
+    # giosg is healthy again
+    control.delete(f"{info['base_url']}/_simulator/faults", json={}, timeout=10).raise_for_status()
+    time.sleep(FAULTS[-1]["late"] + 0.5)  # the last late writes land
+    sweeps = sweep_until_nothing_is_due(args.sweep_limit)
+    sweeps_took = time.monotonic() - started
+    left = what_was_left(info, run.visitors)
+    stats = control.get(f"{info['base_url']}/_simulator/stats", timeout=10).json()
+    calls = control.get(f"{info['base_url']}/_simulator/calls", timeout=60).json()
+    cut = sum(call["outcome"] in ("dropped", "hung", "late") for call in calls)
+    site_process.terminate()
+    site_process.join(10)
+    giosg.terminate()
+    giosg.join(10)
+    logging.shutdown()
+
+    logs = "".join(path.read_text() for path in sorted(workdir.glob("*.log")))
+    if args.keep:
+        print(f"The database and the logs: {workdir}", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir)
+    requests_made = sum(stats["requests"].values())
+    discards = logs.count("Connection pool is full")
+    print(
+        f"Soak: {args.cycles} cycles, {args.clients} clients, {args.faults:.0%} faults "
+        f"(seed {args.seed}): the cycles took {cycles_took:.0f} s, the sweeps after them "
+        f"{sweeps_took:.0f} s"
+    )
+    print()
+    rows = [
+        ("cycles", run.cycles),
+        ("failed host requests", len(run.failed)),
+        (
+            "login p50 / p95",
+            f"{percentile(run.login, 0.5) * 1000:.0f} / "
+            f"{percentile(run.login, 0.95) * 1000:.0f} ms",
+        ),
+        (
+            "logout p50 / p95",
+            f"{percentile(run.logout, 0.5) * 1000:.0f} / "
+            f"{percentile(run.logout, 0.95) * 1000:.0f} ms",
+        ),
+        ("chats left open", left.chats),
+        ("variables left for ended bindings", left.variables),
+        (f"live variables missing ({left.live} live bindings)", left.live_missing),
+        ("live variables holding another user's value", left.live_wrong),
+        ("links not done (pending or settling)", left.stuck),
+        ("links failed", left.failed),
+        ("sweeps needed after the cycles", sweeps),
+        ("giosg requests / TCP connections", f"{requests_made} / {stats['connections']}"),
+        ("TCP connections per request", f"{stats['connections'] / max(requests_made, 1):.3f}"),
+        ("connections a fault cut (drop, hang, late)", cut),
+        ("pool discards", discards),
+        ("the token in logs", logs.count(token)),
+    ]
+    print("| | |")
+    print("| --- | ---: |")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+    for failure in run.failed[:10]:
+        print(f"failed: {failure}", file=sys.stderr)
+    clean = (
+        not (
+            run.failed
+            or left.chats
+            or left.variables
+            or left.live_missing
+            or left.live_wrong
+            or left.stuck
+            or left.failed
+            or discards
+            or logs.count(token)
+        )
+        and run.cycles == args.cycles
+    )
+    return 0 if clean or not args.check else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

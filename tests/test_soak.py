@@ -1,0 +1,41 @@
+"""``benchmarks/soak.py``, small: cycles through a real WSGI server against a faulty simulator
+leave nothing behind, and the soak says so (its ``--check`` exits 1 otherwise)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SOAK = Path(__file__).resolve().parent.parent / "benchmarks" / "soak.py"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_small_soak_leaves_nothing_behind() -> None:
+    options = ["--cycles", "24", "--clients", "3", "--faults", "0.3", "--sweep-every", "2"]
+    run = subprocess.run(  # noqa: S603 - this repository's script
+        [sys.executable, str(SOAK), *options, "--check"],
+        capture_output=True,
+        text=True,
+        timeout=230,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = dict(re.findall(r"^\| (.+?) \| (.+?) \|$", run.stdout, re.MULTILINE))
+    assert rows["cycles"] == "24"
+    for row in (
+        "failed host requests",
+        "chats left open",
+        "variables left for ended bindings",
+        "live variables holding another user's value",
+        "links not done (pending or settling)",
+        "links failed",
+        "pool discards",
+        "the token in logs",
+    ):
+        assert rows[row] == "0", row
+    assert int(rows["connections a fault cut (drop, hang, late)"]) > 0  # faults did happen
