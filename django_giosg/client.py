@@ -49,7 +49,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import requests
 from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import MaxRetryError
 
 from . import __version__
 from .clock import backoff
@@ -644,14 +644,14 @@ def _counted(error: GiosgError, uncertain: int) -> GiosgError:
 
 def _may_have_arrived(err: requests.RequestException) -> bool:
     """Whether a request that got no answer may have reached giosg (and had its effect): anything
-    but a connection that never opened (refused, timed out while connecting, its TLS failed)."""
-    if isinstance(err, (requests.ConnectTimeout, requests.exceptions.SSLError)):
+    but a connection that never opened (refused, timed out while connecting, its TLS handshake
+    failed). urllib3 reports those as a ``MaxRetryError`` (this client's adapter retries
+    nothing); it raises an error while sending or reading (a reset, a timeout, a TLS error) as
+    it is."""
+    if isinstance(err, requests.ConnectTimeout):
         return False
-    if isinstance(err, requests.ConnectionError):
-        cause = err.args[0] if err.args else None
-        reason = getattr(cause, "reason", None)
-        return not isinstance(reason, (NewConnectionError, ConnectTimeoutError))
-    return True
+    cause = err.args[0] if err.args else None
+    return not isinstance(cause, MaxRetryError)
 
 
 def _path_of(url: str) -> str:

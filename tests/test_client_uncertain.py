@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 import responses
-from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError, SSLError
 
 from django_giosg.client import GiosgClient, Sent
 from django_giosg.errors import GiosgAPIError, GiosgError, GiosgNotFound, GiosgUnavailable
@@ -41,6 +41,12 @@ def refused() -> requests.ConnectionError:
     return requests.ConnectionError(MaxRetryError(None, "/", reason))  # type: ignore[arg-type]
 
 
+def tls_failed() -> requests.exceptions.SSLError:
+    """The TLS handshake failed: the request never left."""
+    reason = SSLError("certificate verify failed")
+    return requests.exceptions.SSLError(MaxRetryError(None, "/", reason))  # type: ignore[arg-type]
+
+
 def dropped() -> requests.ConnectionError:
     """What ``requests`` raises when the connection closes after the request was sent."""
     return requests.ConnectionError(ProtocolError("Connection aborted.", ConnectionResetError()))
@@ -54,6 +60,11 @@ FAILURES: dict[str, tuple[Callable[[], object], bool]] = {
     "504 from a gateway": (lambda: {"status": 504}, True),
     "connect timeout": (lambda: {"body": requests.ConnectTimeout()}, False),
     "refused": (lambda: {"body": refused()}, False),
+    "TLS handshake failed": (lambda: {"body": tls_failed()}, False),
+    "TLS error while reading": (
+        lambda: {"body": requests.exceptions.SSLError(SSLError("bad record mac"))},
+        True,
+    ),
     "500": (lambda: {"status": 500}, False),
     "503": (lambda: {"status": 503}, False),
     "429": (lambda: {"status": 429}, False),

@@ -72,7 +72,9 @@ def test_live_links_get_the_unique_column_and_the_migration_reverses() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_reversing_0004_hands_settling_links_back_to_the_detach() -> None:
-    settling = VisitorLink.objects.create(visitor_id="a" * 32, state=State.SETTLING)
+    settling = VisitorLink.objects.create(
+        visitor_id="a" * 32, state=State.SETTLING, failed_action=Action.SETTLE, attempts=2
+    )
     failed = VisitorLink.objects.create(
         visitor_id="b" * 32, state=State.FAILED, failed_action=Action.SETTLE
     )
@@ -88,7 +90,11 @@ def test_reversing_0004_hands_settling_links_back_to_the_detach() -> None:
             other.pk: State.FAILED,
         }
         actions = dict(VisitorLink.objects.values_list("pk", "failed_action"))
-        assert actions == {settling.pk: "", failed.pk: Action.DETACH, other.pk: Action.ATTACH}
+        assert actions == {
+            settling.pk: Action.DETACH,  # its failed attempts: of a detach, as 0003 knows
+            failed.pk: Action.DETACH,
+            other.pk: Action.ATTACH,
+        }
     finally:
         migrate(AFTER)
 

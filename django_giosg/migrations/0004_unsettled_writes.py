@@ -16,7 +16,7 @@ def settling_to_pending_detach(apps: Any, schema_editor: Any) -> None:
         schema_editor.connection.alias
     )
     links.filter(state="settling").update(state="pending_detach")
-    links.filter(state="failed", failed_action="settle").update(failed_action="detach")
+    links.filter(failed_action="settle").update(failed_action="detach")
 
 
 class Migration(migrations.Migration):

@@ -7,8 +7,8 @@ holder dies.
 
 Trying for a held lease writes nothing into the database's log: the insert skips a conflict
 (``INSERT … ON CONFLICT DO NOTHING``) instead of failing on the unique visitor id, where the
-database can (every one Django supports but Oracle). A waiter tries again after a growing pause,
-not every few milliseconds for as long as the holder works.
+database can (every one Django supports but Oracle). A waiter tries again after a growing pause
+(up to half a second), not every few milliseconds for as long as the holder works.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from ..logs import short_id
 from ..models import VisitorLease, write_db
 
 #: Seconds between two tries to take a busy visitor's lease: the first pause (most work on one
-#: visitor takes a round trip or a few), doubled after each try up to the longest.
+#: visitor takes a round trip or a few), half as long again after each try, up to the longest
+#: (a login waiting within its INLINE_BUDGET notices the holder's end at most that late).
 LEASE_POLL = 0.05
-LEASE_POLL_MAX = 1.0
+LEASE_POLL_MAX = 0.5
 #: How much longer than its work a lease lasts: the work stops at its deadline, but it still
 #: writes its outcome to the database and lets go of the lease after that. A lease expiring
 #: between the last call and that write would let the next worker in too early.
@@ -77,7 +78,7 @@ def visitor_lease(visitor_id: str, client: GiosgClient, deadline: float) -> Iter
                 f"another attach or detach of visitor {short_id(visitor_id)} was still running"
             )
         client.pause(min(pause, left - LEASE_POLL / 2))  # a last try just before the deadline
-        pause = min(pause * 2, LEASE_POLL_MAX)
+        pause = min(pause * 1.5, LEASE_POLL_MAX)
     try:
         yield
     finally:

@@ -107,6 +107,8 @@ def _run(link_id: int, action: str, means: _Means, work: Work) -> Result:
         return result.skip(_UNWANTED[action])
     if action == Action.DETACH:
         link.begin_detach()  # cancels a pending attach now, before waiting for the lease
+        if link.state == State.SETTLING:
+            result.action = Action.SETTLE  # what a failure (a busy visitor) is counted as
     deadline = means.limits.deadline
     if deadline is None:
         deadline = means.client.deadline_after(means.settings.pending_stale_after)

@@ -681,6 +681,21 @@ def test_a_settle_that_keeps_failing_ends_failed_as_a_settle(
     assert {call.request.method for call in mocked.calls} == {"DELETE"}
 
 
+def test_a_settle_that_finds_the_visitor_busy_is_counted_as_a_settle(
+    client: GiosgClient, user: AbstractUser
+) -> None:
+    VisitorLease.objects.create(
+        visitor_id=VISITOR, holder="other", expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    link = link_for(user, state=State.SETTLING, keys={ROOM: ["username"]})
+    limits = CallLimits(client.deadline_after(0.01))
+    result = workflows.detach(link.pk, client, load_settings(), limits=limits)
+    assert (result.action, result.outcome) == (Action.SETTLE, Outcome.RETRYING)
+    link.refresh_from_db()
+    assert (link.state, link.attempts, link.failed_action) == (State.SETTLING, 1, Action.SETTLE)
+    assert link.next_attempt_at is not None
+
+
 def test_an_attach_leaves_a_settling_binding_of_the_visitor_to_its_settle(
     client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
 ) -> None:
