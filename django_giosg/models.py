@@ -411,6 +411,12 @@ class VisitorLink(models.Model):
         if fields:
             self._update(self._row(), **fields)
 
+    def take_back_unsettled(self, field: str, recorded: datetime | None) -> None:
+        """The worst case noted before sending (:meth:`note_unsettled`) did not come true: every
+        write was answered. ``field`` goes back to what it ``recorded`` before."""
+        if getattr(self, field) != recorded:
+            self._update(self._row(), **{field: recorded})
+
     def retry_later(
         self, action: str, attempts: int, error: str, next_attempt_at: datetime, **fields: Any
     ) -> bool:

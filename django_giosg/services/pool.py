@@ -32,6 +32,8 @@ class Collector:
         #: A write that matters (a set, a key's delete) got no answer at least once: it may
         #: still land at giosg, late. Recorded on the link afterwards, in the calling thread.
         self.unsettled = False
+        #: A job raised what nobody expected (a bug): whatever it sent may have landed.
+        self.unexpected = False
 
     def uncertain(self, attempts: int) -> None:
         """A write had ``attempts`` of unknown outcome (see :class:`~django_giosg.client.Sent`)."""
@@ -94,6 +96,7 @@ class JobPool:
             job(*args)
         except Exception as err:  # a bug, not giosg: keep the workflow's result honest
             logger.exception("django-giosg: an unexpected error in %s", job.__name__)
+            self._collector.unexpected = True
             self._collector.failed(f"unexpected {type(err).__name__} in {job.__name__}")
         finally:
             with self._done:

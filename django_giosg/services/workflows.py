@@ -18,7 +18,8 @@ left, and a live binding's variables hold its own user's values.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -156,7 +157,10 @@ def _attach_leased(link: VisitorLink, result: Result, means: _Means) -> Result:
     if not link.plan_keys(merge_keys(already_set, planned)):
         return result.skip(NOT_PENDING_ATTACH)
     collector = Collector(result)
-    with JobPool(settings.max_workers, collector) as pool:
+    with (
+        _unanswered(link, "sets", planned, collector, settings),
+        JobPool(settings.max_workers, collector) as pool,
+    ):
         for room, keys in planned.items():
             for key in keys:
                 pool.submit(
@@ -164,8 +168,6 @@ def _attach_leased(link: VisitorLink, result: Result, means: _Means) -> Result:
                 )
     if collector.room_missing:
         forget_rooms(settings)
-    if collector.unsettled:
-        link.note_unsettled(sets=_settled_at(settings))
     result.set = {  # in the order of VARIABLES, whatever order the calls finished in
         room: [key for key in keys if key in result.set.get(room, [])]
         for room, keys in planned.items()
@@ -221,6 +223,29 @@ def _set_variable(
         collector.set(room, key)
 
 
+@contextmanager
+def _unanswered(
+    link: VisitorLink,
+    writes: str,
+    keys: Mapping[str, Sequence[str]],
+    collector: Collector,
+    settings: GiosgSettings,
+) -> Iterator[None]:
+    """Around the ``writes`` (``"sets"`` or ``"deletes"``) of ``keys``: the worst case is noted
+    on the link before anything is sent, so that the record survives whatever happens after
+    sending (a crash, a killed worker, a lease that ran out before the outcome was written);
+    it is taken back once every write was answered."""
+    if not any(keys.values()):
+        yield
+        return
+    field = f"{writes}_unsettled_until"
+    recorded = getattr(link, field)
+    link.note_unsettled(**{writes: _settled_at(settings)})
+    yield
+    if not (collector.unsettled or collector.unexpected):
+        link.take_back_unsettled(field, recorded)
+
+
 def _settled_at(settings: GiosgSettings) -> datetime:
     """Until when a write sent until now may still land at giosg: ``SETTLE_DELAY`` from now."""
     return clock.now() + timedelta(seconds=settings.settle_delay)
@@ -247,9 +272,8 @@ def _detach_leased(link: VisitorLink, result: Result, means: _Means) -> Result:
     if link.state == State.SETTLING:
         return _settle_leased(link, result, means)
     run = _DetachRun(means, link.visitor_id, result)
-    run.run(link.keys)
-    if run.collector.unsettled:
-        link.note_unsettled(deletes=_settled_at(means.settings))
+    with _unanswered(link, "deletes", link.keys, run.collector, means.settings):
+        run.run(link.keys)
     sets_land_until = _still_to_come(link.sets_unsettled_until)
     if result.failed:
         # Keys deleted now may be set again by a late set: then they are all deleted again.
@@ -281,9 +305,8 @@ def _settle_leased(link: VisitorLink, result: Result, means: _Means) -> Result:
         for room, room_keys in link.keys.items()
     }
     run = _DetachRun(means, link.visitor_id, result)
-    run.delete_keys(keys)
-    if run.collector.unsettled:
-        link.note_unsettled(deletes=_settled_at(means.settings))
+    with _unanswered(link, "deletes", keys, run.collector, means.settings):
+        run.delete_keys(keys)
     if result.failed:
         error = summary(result.failed)
         remaining = merge_keys(_not_deleted(link.keys, result))

@@ -706,3 +706,62 @@ def test_an_attach_leaves_a_settling_binding_of_the_visitor_to_its_settle(
     link = link_for(user)
     assert workflows.attach(link.pk, client, load_settings()).ok
     assert {call.request.method for call in mocked.calls} == {"POST"}
+
+
+def test_the_record_of_unanswered_sets_survives_an_error_after_them(
+    client: GiosgClient,
+    mocked: responses.RequestsMock,
+    user: AbstractUser,
+    link_clock: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worst case is written before anything is sent: an error after the sends (here the
+    cache, dropping the room list), a killed worker or a lease run out cannot lose it."""
+    now = link_clock.set(timezone.now())
+    mocked.post(
+        f"{ORG_URL}/rooms/{ROOM}/visitors/{VISITOR}/variables", body=requests.ReadTimeout()
+    )
+    mocked.post(f"{ORG_URL}/rooms/{ROOM}/visitors/{VISITOR}/variables", status=201, json={})
+    mocked.post(f"{ORG_URL}/rooms/{ROOM_2}/visitors/{VISITOR}/variables", status=404, json={})
+
+    def cache_down(settings: object) -> None:
+        raise RuntimeError("the cache is down")
+
+    monkeypatch.setattr(workflows, "forget_rooms", cache_down)
+    link = link_for(user)
+    with pytest.raises(RuntimeError):
+        workflows.attach(link.pk, client, two_rooms(SETTLE_DELAY=SETTLE))
+    link.refresh_from_db()
+    assert link.sets_unsettled_until == now + timedelta(seconds=SETTLE)
+
+
+def test_a_bug_in_a_set_keeps_the_worst_case(
+    client: GiosgClient, user: AbstractUser, link_clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = link_clock.set(timezone.now())
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("a bug after sending")
+
+    monkeypatch.setattr(client, "set_variable", broken)
+    link = link_for(user)
+    assert not workflows.attach(link.pk, client, load_settings(SETTLE_DELAY=SETTLE)).ok
+    link.refresh_from_db()
+    assert link.sets_unsettled_until == now + timedelta(seconds=SETTLE)
+
+
+def test_writes_all_answered_take_the_worst_case_back(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser, link_clock: Any
+) -> None:
+    link_clock.set(timezone.now())
+    earlier = timezone.now() - timedelta(hours=1)
+    mocked.post(VARIABLES_URL, status=201, json={})
+    mocked.get(f"{ORG_URL}/rooms", json=page())
+    mocked.delete(DELETE_URL, status=204)
+    link = link_for(user, sets_unsettled_until=earlier)
+    assert workflows.attach(link.pk, client, load_settings()).ok
+    link.refresh_from_db()
+    assert (link.state, link.sets_unsettled_until) == (State.ATTACHED, earlier)
+    assert workflows.detach(link.pk, client, load_settings()).ok
+    link.refresh_from_db()
+    assert (link.state, link.deletes_unsettled_until) == (State.DETACHED, None)
