@@ -58,7 +58,7 @@ FAULTS: list[dict[str, Any]] = [
     {"status": 429, "retry_after": "1"},
     {"drop": True},
     {"hang": True},
-    {"late": 0.8},
+    {"late": 0.8},  # (--late)
 ]
 
 
@@ -237,7 +237,9 @@ class Run:
     failed: list[str] = field(default_factory=list)
     login: list[float] = field(default_factory=list)
     logout: list[float] = field(default_factory=list)
-    visitors: list[str] = field(default_factory=list)
+    #: Each cycle's visitor id, and the user its binding should be live for at the end (the
+    #: second user of a switch), or ``None`` (the session ended).
+    visitors: dict[str, str | None] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -289,6 +291,7 @@ def cycle(
     browser.call("POST", "/giosg/visitor/", 204, json={"visitor_id": visitor})
     login = browser.login(first)
     logout = None
+    live_for = second if ending == "switch" else None
     if ending == "logout":
         browser.call("GET", "/page/", 200)
         logout = browser.call("POST", "/logout/", 204)
@@ -301,7 +304,7 @@ def cycle(
         browser.call("GET", "/page/", 200)
     with run.lock:
         run.cycles += 1
-        run.visitors.append(visitor)
+        run.visitors[visitor] = live_for
         run.login.append(login)
         if logout is not None:
             run.logout.append(logout)
@@ -394,9 +397,10 @@ class Left:
     stuck: int = 0
     failed: int = 0
     live: int = 0
+    not_as_ended: int = 0
 
 
-def what_was_left(info: dict[str, Any], visitors: list[str]) -> Left:
+def what_was_left(info: dict[str, Any], visitors: dict[str, str | None]) -> Left:
     from django.contrib.auth import get_user_model
 
     from django_giosg.models import LIVE_STATES, State, VisitorLink
@@ -408,13 +412,15 @@ def what_was_left(info: dict[str, Any], visitors: list[str]) -> Left:
         for link in VisitorLink.objects.filter(state__in=LIVE_STATES).select_related("user")
     }
     rooms = info["room_ids"][:2]
-    for visitor in visitors:
+    for visitor, live_for in visitors.items():
+        link = live.get(visitor)
+        if (link.user.get_username() if link and link.user else None) != live_for:
+            left.not_as_ended += 1  # live after its session ended, or not live for its user
         state = control.get(f"{info['base_url']}/_simulator/visitors/{visitor}", timeout=10).json()
         held = {room: data["variables"] for room, data in state["rooms"].items()}
         left.chats += sum(
             not chat["is_ended"] for data in state["rooms"].values() for chat in data["chats"]
         )
-        link = live.get(visitor)
         if link is None:
             left.variables += sum(len(variables) for variables in held.values())
             continue
@@ -444,22 +450,53 @@ def percentile(values: list[float], share: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cycles", type=int, default=1000)
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--faults", type=float, default=0.3)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--users", type=int, default=40)
-    parser.add_argument("--sweep-every", type=float, default=5.0)
-    parser.add_argument("--sweep-limit", type=float, default=600.0, help="seconds")
+    parser.add_argument("--cycles", type=int, default=1000, help="login cycles (default 1000)")
+    parser.add_argument("--clients", type=int, default=4, help="browsers at once (default 4)")
+    parser.add_argument(
+        "--faults", type=float, default=0.3, help="share of API requests that fail (default 0.3)"
+    )
+    parser.add_argument(
+        "--late", type=float, default=0.8, help="seconds until a late write lands (default 0.8)"
+    )
+    parser.add_argument(
+        "--faults-on", default="*", help="the one endpoint with faults, e.g. set_variable"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="the faults' and cycles' seed")
+    parser.add_argument("--users", type=int, default=40, help="users to log in (default 40)")
+    parser.add_argument(
+        "--sweep-every", type=float, default=5.0, help="seconds between sweeps during the cycles"
+    )
+    parser.add_argument(
+        "--sweep-limit", type=float, default=600.0, help="seconds of sweeping after the cycles"
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 unless nothing was left")
     parser.add_argument("--keep", action="store_true", help="keep the database and the logs")
     args = parser.parse_args()
-
+    if args.cycles < 1 or args.clients < 1 or args.users < 2:
+        parser.error("--cycles and --clients must be at least 1, --users at least 2")
+    if not 0 <= args.faults < 1 or args.late <= 0 or args.sweep_every <= 0:
+        parser.error("--faults must be in [0, 1); --late and --sweep-every above 0")
     workdir = Path(tempfile.mkdtemp(prefix="django-giosg-soak-"))
+    children: list[multiprocessing.Process] = []
+    try:
+        return soak(args, workdir, children)
+    finally:
+        for child in children:
+            child.terminate()  # SIGTERM
+            child.join(10)
+        logging.shutdown()
+        if args.keep:
+            print(f"The database and the logs: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def soak(args: argparse.Namespace, workdir: Path, children: list[multiprocessing.Process]) -> int:
     token = secrets.token_urlsafe(24)
     ready: multiprocessing.Queue[Any] = multiprocessing.Queue()
     giosg = multiprocessing.Process(target=serve_giosg, args=(ready, token, args.seed))
     giosg.start()
+    children.append(giosg)
     info = ready.get(timeout=30)
     configure(info, token, workdir / "soak.sqlite3")
     log_to(workdir / "driver.log")
@@ -475,14 +512,18 @@ def main() -> int:
     connections.close_all()  # before the site's process is forked
     site_process = multiprocessing.Process(target=serve_site, args=(ready, workdir / "site.log"))
     site_process.start()
+    children.append(site_process)
     site = ready.get(timeout=30)
     short_backoffs()
 
     control = requests.Session()
     rate = 1 - (1 - args.faults) ** (1 / len(FAULTS)) if args.faults else 0
     for fault in FAULTS if rate else []:
+        if "late" in fault:
+            fault = {"late": args.late}
+        fault = {**fault, "rate": rate, "endpoint": args.faults_on}
         control.post(
-            f"{info['base_url']}/_simulator/faults", json={**fault, "rate": rate}, timeout=10
+            f"{info['base_url']}/_simulator/faults", json=fault, timeout=10
         ).raise_for_status()
     started = time.monotonic()
     with sweeping_every(args.sweep_every):
@@ -491,30 +532,22 @@ def main() -> int:
     started = time.monotonic()
     # giosg is healthy again
     control.delete(f"{info['base_url']}/_simulator/faults", json={}, timeout=10).raise_for_status()
-    time.sleep(FAULTS[-1]["late"] + 0.5)  # the last late writes land
+    time.sleep(args.late + 0.5)  # the last late writes land
     sweeps = sweep_until_nothing_is_due(args.sweep_limit)
     sweeps_took = time.monotonic() - started
     left = what_was_left(info, run.visitors)
     stats = control.get(f"{info['base_url']}/_simulator/stats", timeout=10).json()
     calls = control.get(f"{info['base_url']}/_simulator/calls", timeout=60).json()
     cut = sum(call["outcome"] in ("dropped", "hung", "late") for call in calls)
-    site_process.terminate()
-    site_process.join(10)
-    giosg.terminate()
-    giosg.join(10)
-    logging.shutdown()
-
+    for handler in logging.getLogger().handlers:
+        handler.flush()
     logs = "".join(path.read_text() for path in sorted(workdir.glob("*.log")))
-    if args.keep:
-        print(f"The database and the logs: {workdir}", file=sys.stderr)
-    else:
-        shutil.rmtree(workdir)
     requests_made = sum(stats["requests"].values())
     discards = logs.count("Connection pool is full")
     print(
-        f"Soak: {args.cycles} cycles, {args.clients} clients, {args.faults:.0%} faults "
-        f"(seed {args.seed}): the cycles took {cycles_took:.0f} s, the sweeps after them "
-        f"{sweeps_took:.0f} s"
+        f"Soak: {args.cycles} cycles, {args.clients} client(s), {args.faults:.0%} faults on "
+        f"{'every endpoint' if args.faults_on == '*' else args.faults_on} (seed {args.seed}): "
+        f"the cycles took {cycles_took:.0f} s, the sweeps after them {sweeps_took:.0f} s"
     )
     print()
     rows = [
@@ -535,6 +568,7 @@ def main() -> int:
         (f"live variables missing ({left.live} live bindings)", left.live_missing),
         ("live variables holding another user's value", left.live_wrong),
         ("links not done (pending or settling)", left.stuck),
+        ("bindings not as their cycle ended (live / not live)", left.not_as_ended),
         ("links failed", left.failed),
         ("sweeps needed after the cycles", sweeps),
         ("giosg requests / TCP connections", f"{requests_made} / {stats['connections']}"),
@@ -557,6 +591,7 @@ def main() -> int:
             or left.live_missing
             or left.live_wrong
             or left.stuck
+            or left.not_as_ended
             or left.failed
             or discards
             or logs.count(token)
