@@ -29,6 +29,8 @@ DEFAULT_API_BASE_URL = "https://service.giosg.com"
 DEFAULT_VARIABLES = "django_giosg.variables.default_variables"
 EXAMPLE_UUID = "9ae65e7d-56c5-11e5-af8d-6c4008c08dfe"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+#: The longest ``SETTLE_DELAY``: writes that land later than a day are not waited for.
+SETTLE_DELAY_MAX = 86400
 #: ``MAX_CONNECTIONS`` when it is not set: as many connections as four workflows use at once.
 CONNECTIONS_PER_WORKER = 4
 #: What an API token may be: it goes into an HTTP header, where anything else fails the call (and
@@ -142,6 +144,13 @@ def _optional_positive_int(value: object) -> int | None:
         return _positive_int(value)
     except _Invalid as err:
         raise _Invalid(f"{err} (or None to turn it off)") from None
+
+
+def _settle_delay(value: object) -> int:
+    seconds = _positive_int(value)
+    if seconds > SETTLE_DELAY_MAX:
+        raise _Invalid(f"must be at most {SETTLE_DELAY_MAX} seconds (a day), not {seconds}")
+    return seconds
 
 
 def _non_empty_str(value: object) -> str:
@@ -270,7 +279,7 @@ _PARSERS: dict[str, tuple[str, Callable[[object], object]]] = {
     "SWEEP_MAX_ATTEMPTS": ("sweep_max_attempts", _positive_int),
     "SWEEP_BACKOFF": ("sweep_backoff", _positive_float),
     "PENDING_STALE_AFTER": ("pending_stale_after", _positive_int),
-    "SETTLE_DELAY": ("settle_delay", _positive_int),
+    "SETTLE_DELAY": ("settle_delay", _settle_delay),
     "PRUNE_AFTER_DAYS": ("prune_after_days", _positive_int),
 }
 KNOWN_KEYS = frozenset(_PARSERS)
@@ -315,7 +324,7 @@ def load(raw: object) -> GiosgSettings:
     elif values["max_connections"] < workers:
         raise GiosgConfigurationError(
             f"{_key('MAX_CONNECTIONS')} ({values['max_connections']}) must be at least "
-            f"{_key('MAX_WORKERS')} ({workers})"
+            f"{_key('MAX_WORKERS')} ({workers}{'' if 'MAX_WORKERS' in raw else ', the default'})"
         )
     if "USER_CAPTURE_RATE" not in raw:
         values["user_capture_rate"] = values.get("capture_rate", GiosgSettings.capture_rate)

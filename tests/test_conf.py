@@ -113,9 +113,12 @@ def test_max_connections_defaults_to_four_workflows_worth() -> None:
 
 def test_max_connections_below_max_workers_is_refused() -> None:
     """A workflow's calls at once would wait for each other's connections."""
-    message = 'GIOSG["MAX_CONNECTIONS"] (4) must be at least GIOSG["MAX_WORKERS"] (8)'
+    message = 'GIOSG["MAX_CONNECTIONS"] (4) must be at least GIOSG["MAX_WORKERS"] (8, the default)'
     with pytest.raises(GiosgConfigurationError, match=re.escape(message)):
         load(with_(MAX_CONNECTIONS=4))
+    message = 'GIOSG["MAX_CONNECTIONS"] (4) must be at least GIOSG["MAX_WORKERS"] (5)'
+    with pytest.raises(GiosgConfigurationError, match=re.escape(message)):
+        load(with_(MAX_CONNECTIONS=4, MAX_WORKERS=5))
 
 
 @pytest.mark.parametrize(
@@ -234,6 +237,7 @@ INVALID: list[tuple[str, Any, str]] = [
     ("SWEEP_BACKOFF", 0.0, "greater than 0"),
     ("PENDING_STALE_AFTER", None, "must be an integer"),
     ("SETTLE_DELAY", 0, "must be greater than 0"),
+    ("SETTLE_DELAY", 86401, "must be at most 86400 seconds"),
     ("MAX_CONNECTIONS", 0, "must be greater than 0"),
     ("PRUNE_AFTER_DAYS", 0, "greater than 0"),
 ]
