@@ -139,7 +139,9 @@ def _attach_leased(link: VisitorLink, result: Result, means: _Means) -> Result:
     visitors_links = VisitorLink.objects.filter(visitor_id=link.visitor_id).exclude(pk=link.pk)
     older = visitors_links.exclude(state__in=LIVE_STATES).exclude(CHATS_ENDED)
     for previous in older:
-        if not _detach_leased(previous, Result(previous.pk, Action.DETACH), means).ok:
+        detached = _detach_leased(previous, Result(previous.pk, Action.DETACH), means)
+        if not detached.ok and previous.state != State.SETTLING:
+            # (Settling, it has ended its chats; its keys are deleted later, not this link's.)
             error = "the visitor's previous binding could not be detached first"
             return fail(link, result, error, settings)
     if link.user is None:  # the user was deleted before the attach ran
@@ -279,6 +281,10 @@ def _detach_leased(link: VisitorLink, result: Result, means: _Means) -> Result:
         # Keys deleted now may be set again by a late set: then they are all deleted again.
         keys = link.keys if sets_land_until else _not_deleted(link.keys, result)
         error = summary(result.failed)
+        if run.chats_ended and link.settle(sets_land_until or clock.now()):
+            # Only deletes failed: the retries delete the keys and end no chat (the visitor's
+            # chats may be the next user's by then).
+            result.action = Action.SETTLE
         return record_failure(link, result, error, means.settings, keys=merge_keys(keys))
     if sets_land_until is not None and link.settle(sets_land_until):
         result.settling = True
@@ -337,6 +343,8 @@ class _DetachRun:
         self.limits = means.limits
         self.visitor_id = visitor_id
         self.collector = Collector(result)
+        #: Every room and chat was listed and every open chat of ours ended (or found ended).
+        self.chats_ended = True
 
     def run(self, keys: Mapping[str, Sequence[str]]) -> None:
         with JobPool(self.settings.max_workers, self.collector) as pool:
@@ -345,7 +353,10 @@ class _DetachRun:
                 for listed in iter_rooms(self.client, self.settings, self.limits):
                     pool.submit(self._close_chats, pool, listed)
             except GiosgError as err:
+                self.chats_ended = False
                 self.collector.failed(f"listing the rooms: {err}")
+        if self.collector.unexpected:
+            self.chats_ended = False  # a job failed in a way nobody expected: it may be one
 
     def delete_keys(self, keys: Mapping[str, Sequence[str]]) -> None:
         """Only the keys: no chats."""
@@ -390,6 +401,7 @@ class _DetachRun:
         except GiosgNotFound:
             pass  # giosg never saw the visitor in this room (so no chats), or the room is gone
         except GiosgError as err:
+            self.chats_ended = False
             self.collector.failed(f"listing the chats in room {room.id}: {err}")
 
     def _end_chat(self, chat_id: str) -> None:
@@ -397,6 +409,7 @@ class _DetachRun:
             self.client.end_chat(chat_id, **self.limits.options())
         except GiosgError as err:
             if not _is_client_error(err) or not self._has_ended(chat_id):
+                self.chats_ended = False
                 self.collector.failed(f"ending chat {chat_id}: {err}")
                 return
         self.collector.ended(chat_id)

@@ -111,7 +111,7 @@ def test_a_switch_with_late_writes_on_both_sides_ends_with_the_new_users_values(
     (bobs_chat,) = giosg.seed_visitor(VISITOR, rooms=giosg.room_ids[:1], open_chats=1)
     landed(giosg, 2)
     assert giosg.variables(VISITOR) != values_of(giosg, bob)  # the damage the late writes did
-    link_clock.advance(SETTLE_DELAY + 1)
+    link_clock.advance(3600)  # past the delay, and past the backoff of Ann's delete that timed out
     assert "2 due link(s): 2 done" in sweep()
     assert giosg.variables(VISITOR) == values_of(giosg, bob)
     assert (state_of(ann), state_of(bob)) == (State.DETACHED, State.ATTACHED)
@@ -139,6 +139,11 @@ def test_a_relogin_sets_again_after_the_previous_bindings_late_delete(
     landed(giosg, 1)
     assert giosg.variables(VISITOR) != values_of(giosg, ann)
     link_clock.advance(SETTLE_DELAY + 1)
+    sweep()
+    assert giosg.variables(VISITOR) == values_of(giosg, ann)
+    # The old binding's own delete failed (timed out): it deletes its keys, but not the new
+    # binding's, once its backoff is over.
+    link_clock.advance(3600)
     sweep()
     assert giosg.variables(VISITOR) == values_of(giosg, ann)
     states = sorted(VisitorLink.objects.values_list("state", flat=True))
@@ -183,3 +188,23 @@ def test_a_settle_after_the_next_bindings_sets_spares_its_keys(
     assert giosg.variables(VISITOR) == values_of(giosg, bob)
     assert len(giosg.open_chats(VISITOR)) == 1  # Bob's: no settle ends a chat
     assert state_of(ann) == State.DETACHED
+
+
+def test_a_detach_whose_deletes_failed_never_ends_the_next_users_chat(
+    giosg: GiosgSimulator, link_clock: LinkClock
+) -> None:
+    """Ann's chats end at the switch but her deletes fail: her retries only delete keys, and
+    Bob, attached meanwhile, keeps the chat he opens."""
+    giosg.seed_visitor(VISITOR, rooms=giosg.room_ids[:1], open_chats=1)
+    ann, bob = make_user("ann"), make_user("bob")
+    giosg.add_fault("delete_variable", status=500, times=20)
+    switch_users(ann, bob)
+    assert (state_of(ann), state_of(bob)) == (State.SETTLING, State.ATTACHED)
+    assert giosg.open_chats(VISITOR) == []  # Ann's, ended at the switch
+    (bobs_chat,) = giosg.seed_visitor(VISITOR, rooms=giosg.room_ids[:1], open_chats=1)
+    giosg.clear_faults()
+    link_clock.advance(3600)
+    sweep()
+    assert giosg.open_chats(VISITOR) == [bobs_chat]
+    assert giosg.variables(VISITOR) == values_of(giosg, bob)
+    assert (state_of(ann), state_of(bob)) == (State.DETACHED, State.ATTACHED)

@@ -765,3 +765,40 @@ def test_writes_all_answered_take_the_worst_case_back(
     assert workflows.detach(link.pk, client, load_settings()).ok
     link.refresh_from_db()
     assert (link.state, link.deletes_unsettled_until) == (State.DETACHED, None)
+
+
+def test_a_detach_whose_chats_ended_but_deletes_failed_settles(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    """Its retries delete the keys and end no chat: the visitor's chats may be the next
+    user's by then."""
+    rooms_page(mocked)
+    chats_of(mocked, ROOM, chat())
+    chats_of(mocked, SHARED)
+    mocked.patch(f"{ORG_URL}/owned_chats/{CHAT}", json={**chat(), "is_ended": True})
+    mocked.delete(DELETE_URL, status=500, json={})
+    link = link_for(user, state=State.ATTACHED, keys={ROOM: ["username"]})
+    result = workflows.detach(link.pk, client, load_settings(MAX_RETRIES=0))
+    assert (result.action, result.outcome, result.ended) == (
+        Action.SETTLE,
+        Outcome.RETRYING,
+        [CHAT],
+    )
+    link.refresh_from_db()
+    assert (link.state, link.attempts, link.failed_action) == (State.SETTLING, 1, Action.SETTLE)
+    assert link.keys == {ROOM: ["username"]}
+
+
+def test_a_detach_whose_chats_did_not_all_end_stays_pending(
+    client: GiosgClient, mocked: responses.RequestsMock, user: AbstractUser
+) -> None:
+    rooms_page(mocked)
+    chats_of(mocked, ROOM, chat())
+    mocked.get(f"{ORG_URL}/rooms/{SHARED}/visitors/{VISITOR}/chats", status=500, json={})
+    mocked.patch(f"{ORG_URL}/owned_chats/{CHAT}", json={**chat(), "is_ended": True})
+    mocked.delete(DELETE_URL, status=500, json={})
+    link = link_for(user, state=State.ATTACHED, keys={ROOM: ["username"]})
+    result = workflows.detach(link.pk, client, load_settings(MAX_RETRIES=0))
+    assert result.action == Action.DETACH
+    link.refresh_from_db()
+    assert (link.state, link.failed_action) == (State.PENDING_DETACH, Action.DETACH)
