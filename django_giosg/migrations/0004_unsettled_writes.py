@@ -25,7 +25,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(migrations.RunPython.noop, settling_to_pending_detach),
+        migrations.RunPython(
+            migrations.RunPython.noop,
+            settling_to_pending_detach,
+            hints={"model_name": "visitorlink"},  # the router decides on which database
+        ),
         migrations.AddField(
             model_name="visitorlink",
             name="deletes_unsettled_until",
