@@ -25,15 +25,19 @@ BASE = "https://giosg.test"
 ORG_URL = f"{BASE}/api/v5/orgs/{ORG}"
 EXAMPLE_TESTS = Path(__file__).parent / "example"
 TWO_DATABASES_TESTS = Path(__file__).parent / "test_two_databases.py"
+SOAK_TESTS = Path(__file__).parent / "test_soak.py"
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """tests/example needs the example project's settings (``tox -e example`` runs it), and
-    test_two_databases.py the two databases of ``tests.settings_two_databases``."""
+    """tests/example needs the example project's settings (``tox -e example`` runs it),
+    test_two_databases.py the two databases of ``tests.settings_two_databases``, and the soak
+    (a site with settings of its own) runs in the other environments only."""
     if collection_path == EXAMPLE_TESTS:
         return settings.SETTINGS_MODULE != "example_project.settings"
     if collection_path == TWO_DATABASES_TESTS:  # tox -e two-databases runs it
         return settings.SETTINGS_MODULE != "tests.settings_two_databases"
+    if collection_path == SOAK_TESTS:  # its site has settings of its own: not run again there
+        return settings.SETTINGS_MODULE == "tests.settings_two_databases"
     return None
 
 
