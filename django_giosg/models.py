@@ -61,7 +61,6 @@ def pending_state(action: str) -> str:
 LIVE_STATES = (State.PENDING_ATTACH, State.ATTACHED)
 #: The states in which the sweep takes a link when it is due.
 DUE_STATES = (State.PENDING_ATTACH, State.PENDING_DETACH, State.SETTLING)
-NOT_DETACHED = [state for state in State.values if state != State.DETACHED]
 #: Links whose binding is over and whose chats are ended (a settle failed counts): no detach
 #: ends the visitor's chats for them again, which may be the next user's by now.
 CHATS_ENDED = Q(state__in=[State.SETTLING, State.DETACHED]) | Q(
@@ -118,10 +117,6 @@ class VisitorLinkQuerySet(models.QuerySet["VisitorLink"]):
 
     def live(self) -> VisitorLinkQuerySet:
         links: VisitorLinkQuerySet = self.filter(state__in=LIVE_STATES)
-        return links
-
-    def not_detached(self) -> VisitorLinkQuerySet:
-        links: VisitorLinkQuerySet = self.exclude(state=State.DETACHED)
         return links
 
     def expired(self, ended_by: datetime) -> VisitorLinkQuerySet:
