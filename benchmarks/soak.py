@@ -46,6 +46,7 @@ from typing import Any
 import django
 import requests
 from django.conf import settings
+from django.views.decorators.csrf import ensure_csrf_cookie
 
 PASSWORD = "soak-password-1"  # noqa: S105 - the soak's users only
 SETTLE_DELAY = 3
@@ -143,11 +144,11 @@ def short_backoffs() -> None:
     client.backoff_base, client.backoff_max = 0.05, 0.5
 
 
+@ensure_csrf_cookie
 def page(request: Any) -> Any:
     from django.http import HttpResponse
-    from django.views.decorators.csrf import ensure_csrf_cookie
 
-    return ensure_csrf_cookie(lambda request: HttpResponse("ok"))(request)
+    return HttpResponse("ok")
 
 
 def login_view(request: Any) -> Any:

@@ -42,25 +42,31 @@ class VisitorBusy(Exception):
 
 def _take_lease(visitor_id: str, seconds: float) -> str | None:
     """Take the visitor's lease for ``seconds`` unless someone holds it: its holder id, or
-    ``None``."""
+    ``None``. Usually nobody does (two queries: the insert, and whether it was ours); a lease
+    its holder left to expire is taken over."""
     now = clock.now()
     holder = uuid.uuid4().hex
     expires_at = now + timedelta(seconds=seconds)
-    leases = VisitorLease.objects.filter(visitor_id=visitor_id, expires_at__lte=now)
-    if leases.update(holder=holder, expires_at=expires_at):
+    if _insert(VisitorLease(visitor_id=visitor_id, holder=holder, expires_at=expires_at)):
         return holder
-    lease = VisitorLease(visitor_id=visitor_id, holder=holder, expires_at=expires_at)
+    expired = VisitorLease.objects.filter(visitor_id=visitor_id, expires_at__lte=now)
+    return holder if expired.update(holder=holder, expires_at=expires_at) else None
+
+
+def _insert(lease: VisitorLease) -> bool:
+    """Insert ``lease`` unless the visitor has one already; whether it was inserted."""
     database = write_db(VisitorLease)
     if connections[database].features.supports_ignore_conflicts:
         VisitorLease.objects.bulk_create([lease], ignore_conflicts=True)
-        taken = VisitorLease.objects.filter(visitor_id=visitor_id, holder=holder).exists()
-        return holder if taken else None  # else: held, and not expired
+        mine = VisitorLease.objects.filter(visitor_id=lease.visitor_id, holder=lease.holder)
+        inserted: bool = mine.exists()
+        return inserted
     try:  # Oracle: the unique visitor id refuses a second insert
         with transaction.atomic(using=database):
             lease.save(force_insert=True)
     except IntegrityError:
-        return None  # held, and not expired
-    return holder
+        return False
+    return True
 
 
 @contextmanager
