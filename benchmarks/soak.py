@@ -1,12 +1,16 @@
 """The soak: login cycles through a real WSGI server against a faulty giosg, and what is left.
 
     python benchmarks/soak.py [--cycles 1000] [--clients 4] [--faults 0.3] [--seed 1]
+                              [--db sqlite|postgres] [--tasks immediate|db|rq] [--workers 2]
 
-Three processes. The simulator runs in its own (this script chooses its token and ends it with
-SIGTERM). The site runs in another: Django's threaded WSGI server with django-giosg, the immediate
-task backend and SQLite. This one drives ``--clients`` concurrent browsers over HTTP, runs
-``giosg_sweep`` every ``--sweep-every`` seconds meanwhile (as cron would), then sweeps until no
-link is due and counts what was left.
+The simulator runs in a process of its own (this script chooses its token and ends it with
+SIGTERM). The site runs in another: Django's threaded WSGI server with django-giosg, on SQLite or
+on a PostgreSQL this script starts in a temporary folder (``--db``). The tasks run in the
+request (``--tasks immediate``), or on ``--workers`` worker processes: ``db_worker`` of
+django-tasks-db (``db``) or RQ's ``SimpleWorker`` on a redis-server this script starts (``rq``).
+This process drives ``--clients`` concurrent browsers over HTTP and runs ``giosg_sweep`` every
+``--sweep-every`` seconds meanwhile (as cron would). Then it waits for the workers to drain the
+queue, sweeps until no link is due, and counts what was left.
 
 Each cycle is a fresh browser: a page (the CSRF and device cookies), the capture of a new visitor
 id that has an open chat at giosg, a login, then one ending:
@@ -46,7 +50,32 @@ from typing import Any
 import django
 import requests
 from django.conf import settings
+from django.db import models
 from django.views.decorators.csrf import ensure_csrf_cookie
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' servers
+from tests import servers
+
+#: The task backends a worker runs: TASKS, the apps it needs, the worker's command.
+WORKERS: dict[str, dict[str, Any]] = {
+    "db": {
+        "backend": {"BACKEND": "django_tasks_db.DatabaseBackend"},
+        "apps": ["django_tasks_db"],
+        "command": ["db_worker", "--interval", "0.05", "--no-startup-delay", "--no-reload"],
+    },
+    "rq": {
+        "backend": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]},
+        "apps": ["django_rq"],
+        "command": [
+            "rqworker",
+            "--job-class",
+            "django_tasks_rq.Job",
+            "--worker-class",
+            "rq.worker.SimpleWorker",
+            "default",
+        ],
+    },
+}
 
 PASSWORD = "soak-password-1"  # noqa: S105 - the soak's users only
 SETTLE_DELAY = 3
@@ -78,8 +107,15 @@ def serve_giosg(ready: multiprocessing.Queue[dict[str, Any]], token: str, seed: 
 # -- the site: settings, views and its process --------------------------------------------------
 
 
-def configure(info: dict[str, Any], token: str, database: Path) -> None:
+def configure(
+    info: dict[str, Any], token: str, database: dict[str, Any], tasks: str, redis_url: str
+) -> None:
+    worker = WORKERS.get(tasks)
+    backend = {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}
     settings.configure(
+        TASKS={"default": worker["backend"] if worker else backend},
+        # (finished jobs kept for a day, not RQ's 500 s: the table counts them at the end)
+        RQ_QUEUES={"default": {"URL": redis_url, "DEFAULT_RESULT_TTL": 86400}},
         DEBUG=False,
         SECRET_KEY=secrets.token_hex(16),
         ALLOWED_HOSTS=["127.0.0.1"],
@@ -90,6 +126,7 @@ def configure(info: dict[str, Any], token: str, database: Path) -> None:
             "django.contrib.contenttypes",
             "django.contrib.sessions",
             "django_giosg",
+            *(worker["apps"] if worker else []),
         ],
         MIDDLEWARE=[
             "django.contrib.sessions.middleware.SessionMiddleware",
@@ -97,13 +134,7 @@ def configure(info: dict[str, Any], token: str, database: Path) -> None:
             "django.contrib.auth.middleware.AuthenticationMiddleware",
             "django_giosg.middleware.GiosgMiddleware",
         ],
-        DATABASES={
-            "default": {
-                "ENGINE": "django.db.backends.sqlite3",
-                "NAME": str(database),
-                "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
-            }
-        },
+        DATABASES={"default": database},
         CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
         PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
         LOGGING_CONFIG=None,
@@ -225,6 +256,15 @@ def serve_site(ready: multiprocessing.Queue[str], log: Path) -> None:
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     ready.put(f"http://127.0.0.1:{server.server_address[1]}")
     server.serve_forever(0.05)
+
+
+def work(log: Path, command: list[str]) -> None:
+    """A task worker (``WORKERS``), until SIGTERM: it finishes the task it is running."""
+    from django.core.management import call_command
+
+    log_to(log)
+    short_backoffs()
+    call_command(*command)
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -358,6 +398,46 @@ def sweeping_every(seconds: float) -> Iterator[None]:
         thread.join()
 
 
+@dataclass
+class Queue:
+    """What the workers ran."""
+
+    succeeded: int = 0
+    failed: int = 0
+    left: int = 0
+
+
+def drain(tasks: str, limit: float) -> Queue:
+    """Wait until the workers have run every task (at most ``limit`` seconds); the counts."""
+    deadline = time.monotonic() + limit
+    while True:
+        queue = count_tasks(tasks)
+        if not queue.left or time.monotonic() > deadline:
+            return queue
+        time.sleep(0.2)
+
+
+def count_tasks(tasks: str) -> Queue:
+    if tasks == "db":
+        from django_tasks_db.models import DBTaskResult
+
+        statuses = dict(DBTaskResult.objects.values_list("status").annotate(n=models.Count("id")))
+        return Queue(
+            succeeded=statuses.pop("SUCCESSFUL", 0),
+            failed=statuses.pop("FAILED", 0),
+            left=sum(statuses.values()),
+        )
+    import django_rq
+    from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+
+    queue = django_rq.get_queue("default")
+    return Queue(
+        succeeded=FinishedJobRegistry(queue=queue).count,
+        failed=FailedJobRegistry(queue=queue).count,
+        left=queue.count + StartedJobRegistry(queue=queue).count,
+    )
+
+
 def sweep_until_nothing_is_due(limit: float) -> int:
     """Sweep, wait for the next link to come due, sweep again, until none is due or will be."""
     from django.utils import timezone
@@ -470,21 +550,39 @@ def main() -> int:
     parser.add_argument(
         "--sweep-limit", type=float, default=600.0, help="seconds of sweeping after the cycles"
     )
+    parser.add_argument(
+        "--db", choices=["sqlite", "postgres"], default="sqlite", help="the site's database"
+    )
+    parser.add_argument(
+        "--tasks",
+        choices=["immediate", "db", "rq"],
+        default="immediate",
+        help="where the tasks run: in the request, or on db_worker or RQ workers",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="worker processes for --tasks db|rq (default 2)"
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 unless nothing was left")
     parser.add_argument("--keep", action="store_true", help="keep the database and the logs")
     args = parser.parse_args()
-    if args.cycles < 1 or args.clients < 1 or args.users < 2:
-        parser.error("--cycles and --clients must be at least 1, --users at least 2")
+    if args.cycles < 1 or args.clients < 1 or args.users < 2 or args.workers < 1:
+        parser.error("--cycles, --clients and --workers must be at least 1, --users at least 2")
     if not 0 <= args.faults < 1 or args.late <= 0 or args.sweep_every <= 0:
         parser.error("--faults must be in [0, 1); --late and --sweep-every above 0")
     workdir = Path(tempfile.mkdtemp(prefix="django-giosg-soak-"))
     children: list[multiprocessing.Process] = []
     try:
-        return soak(args, workdir, children)
+        with contextlib.ExitStack() as stack:  # the servers, stopped after the children
+            try:
+                return soak(args, workdir, children, stack)
+            finally:
+                for child in reversed(children):
+                    child.terminate()  # SIGTERM
+                    child.join(10)
+    except servers.Unavailable as err:
+        print(f"soak: {err}", file=sys.stderr)
+        return 2
     finally:
-        for child in children:
-            child.terminate()  # SIGTERM
-            child.join(10)
         logging.shutdown()
         if args.keep:
             print(f"The database and the logs: {workdir}", file=sys.stderr)
@@ -492,14 +590,30 @@ def main() -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def soak(args: argparse.Namespace, workdir: Path, children: list[multiprocessing.Process]) -> int:
+def database(kind: str, workdir: Path, stack: contextlib.ExitStack) -> dict[str, Any]:
+    if kind == "sqlite":
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(workdir / "soak.sqlite3"),
+            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+        }
+    return stack.enter_context(servers.postgres()).database_settings()
+
+
+def soak(
+    args: argparse.Namespace,
+    workdir: Path,
+    children: list[multiprocessing.Process],
+    stack: contextlib.ExitStack,
+) -> int:
     token = secrets.token_urlsafe(24)
     ready: multiprocessing.Queue[Any] = multiprocessing.Queue()
     giosg = multiprocessing.Process(target=serve_giosg, args=(ready, token, args.seed))
     giosg.start()
     children.append(giosg)
     info = ready.get(timeout=30)
-    configure(info, token, workdir / "soak.sqlite3")
+    redis_url = stack.enter_context(servers.redis()).url if args.tasks == "rq" else ""
+    configure(info, token, database(args.db, workdir, stack), args.tasks, redis_url)
     log_to(workdir / "driver.log")
 
     from django.contrib.auth import get_user_model
@@ -515,6 +629,11 @@ def soak(args: argparse.Namespace, workdir: Path, children: list[multiprocessing
     site_process.start()
     children.append(site_process)
     site = ready.get(timeout=30)
+    for number in range(args.workers if args.tasks in WORKERS else 0):
+        log = workdir / f"worker{number}.log"
+        worker = multiprocessing.Process(target=work, args=(log, WORKERS[args.tasks]["command"]))
+        worker.start()
+        children.append(worker)
     short_backoffs()
 
     control = requests.Session()
@@ -529,7 +648,9 @@ def soak(args: argparse.Namespace, workdir: Path, children: list[multiprocessing
     started = time.monotonic()
     with sweeping_every(args.sweep_every):
         run = drive(site, info, args, users)
-    cycles_took = time.monotonic() - started
+        cycles_took = time.monotonic() - started
+        queue = drain(args.tasks, args.sweep_limit) if args.tasks in WORKERS else None
+    drain_took = time.monotonic() - started - cycles_took
     started = time.monotonic()
     # giosg is healthy again
     control.delete(f"{info['base_url']}/_simulator/faults", json={}, timeout=10).raise_for_status()
@@ -545,10 +666,13 @@ def soak(args: argparse.Namespace, workdir: Path, children: list[multiprocessing
     logs = "".join(path.read_text() for path in sorted(workdir.glob("*.log")))
     requests_made = sum(stats["requests"].values())
     discards = logs.count("Connection pool is full")
+    tasks = f"{args.workers} {args.tasks} worker(s)" if queue else "the immediate backend"
     print(
         f"Soak: {args.cycles} cycles, {args.clients} client(s), {args.faults:.0%} faults on "
-        f"{'every endpoint' if args.faults_on == '*' else args.faults_on} (seed {args.seed}): "
-        f"the cycles took {cycles_took:.0f} s, the sweeps after them {sweeps_took:.0f} s"
+        f"{'every endpoint' if args.faults_on == '*' else args.faults_on} (seed {args.seed}), "
+        f"{args.db}, {tasks}: the cycles took {cycles_took:.0f} s"
+        f"{f', their tasks drained {drain_took:.0f} s later' if queue else ''}, "
+        f"the sweeps after them {sweeps_took:.0f} s"
     )
     print()
     rows = [
@@ -571,6 +695,10 @@ def soak(args: argparse.Namespace, workdir: Path, children: list[multiprocessing
         ("links not done (pending or settling)", left.stuck),
         ("bindings not as their cycle ended (live / not live)", left.not_as_ended),
         ("links failed", left.failed),
+        (
+            "tasks succeeded / failed / left in the queue",
+            f"{queue.succeeded} / {queue.failed} / {queue.left}" if queue else "(in the requests)",
+        ),
         ("sweeps needed after the cycles", sweeps),
         ("giosg requests / TCP connections", f"{requests_made} / {stats['connections']}"),
         ("TCP connections per request", f"{stats['connections'] / max(requests_made, 1):.3f}"),
@@ -594,6 +722,7 @@ def soak(args: argparse.Namespace, workdir: Path, children: list[multiprocessing
             or left.stuck
             or left.not_as_ended
             or left.failed
+            or (queue and (queue.failed or queue.left))
             or discards
             or logs.count(token)
         )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,8 @@ from django.utils import timezone
 from django_giosg import conf
 from django_giosg.client import GiosgClient
 from django_giosg.testing import GiosgSimulator
+
+from . import servers
 
 TOKEN = "tok-3f1c-SECRET-do-not-log"
 ORG = "7f9e9580-095b-42c7-838c-c04e667b26f7"
@@ -41,8 +44,12 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ``tests.settings_two_databases``, each database test may use every database."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL (``tests.settings_postgres``) only the database tests run; under
+    ``tests.settings_two_databases``, each database test may use every database."""
+    if on_postgres():
+        config.hook.pytest_deselected(items=[item for item in items if not uses_database(item)])
+        items[:] = [item for item in items if uses_database(item)]
     if len(settings.DATABASES) == 1:
         return
     for item in items:
@@ -50,6 +57,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if marker is not None and "databases" not in marker.kwargs:
             every = pytest.mark.django_db(*marker.args, **marker.kwargs, databases="__all__")
             item.add_marker(every, append=False)
+
+
+def on_postgres() -> bool:
+    return bool(settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql")
+
+
+def uses_database(item: pytest.Item) -> bool:
+    fixtures = getattr(item, "fixturenames", ())
+    return item.get_closest_marker("django_db") is not None or "django_db_setup" in fixtures
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix: None,
+) -> Iterator[None]:
+    """On PostgreSQL, the tests' own server (:mod:`tests.servers`), started before the test
+    database is made and stopped after it is dropped."""
+    database = settings.DATABASES["default"]
+    if not on_postgres() or database["HOST"]:
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(servers.postgres())
+        except servers.Unavailable as err:
+            servers.unavailable("PostgreSQL", str(err))
+        database.update(HOST=server.host, PORT=str(server.port), USER=server.user)
+        yield
 
 
 def load_settings(**changes: object) -> conf.GiosgSettings:

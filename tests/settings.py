@@ -19,6 +19,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_giosg",
+    "django_tasks_db",  # the database task backend's table, for the worker tests
 ]
 
 DATABASES = {

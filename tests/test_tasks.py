@@ -3,9 +3,12 @@ caught at the boundary, a broker that is down), and ``sweep_task``."""
 
 from __future__ import annotations
 
+import importlib
 import logging
+from datetime import timedelta
 from typing import Any
 
+import django
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.db import SessionStore
@@ -109,6 +112,28 @@ def test_sweep_task_runs_the_sweep(giosg: GiosgSimulator, link_clock: LinkClock)
         "dry_run": False,
     }
     assert reloaded(link).state == State.DETACHED
+
+
+@pytest.mark.skipif(django.VERSION < (6, 0), reason="django-crontask needs Django 6.0")
+@pytest.mark.django_db(transaction=True)
+def test_django_crontask_schedules_the_sweep_task(
+    giosg: GiosgSimulator, link_clock: LinkClock
+) -> None:
+    """The README's schedule: ``cron("*/5 * * * *")(sweep_task)`` in a ``tasks`` module, and
+    ``manage.py crontask``, whose scheduler enqueues the task at each time."""
+    crontask = importlib.import_module("crontask")  # (installed where Django is 6.0 or later)
+    crontask.cron("*/5 * * * *")(tasks.sweep_task)
+    [job] = [job for job in crontask.scheduler.get_jobs() if job.name == tasks.sweep_task.name]
+    try:
+        now = timezone.now()
+        due = job.trigger.get_next_fire_time(None, now)
+        assert due - now <= timedelta(minutes=5)
+        link = attached(giosg, VISITORS[0], make_user("ann"), expires_at=timezone.now())
+        link_clock.advance(get_settings().expiry_grace)
+        job.func()  # what the scheduler calls at that time
+        assert reloaded(link).state == State.DETACHED
+    finally:
+        crontask.scheduler.remove_job(job.id)
 
 
 @pytest.mark.django_db(transaction=True)

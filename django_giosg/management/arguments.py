@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import threading
 from collections.abc import Callable
 
 
@@ -21,3 +23,17 @@ def whole_number(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def positive_seconds(text: str) -> float:
+    """An ``argparse`` type: a finite number of seconds greater than 0 (fractions allowed), no
+    longer than a wait can be (``threading.TIMEOUT_MAX``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= threading.TIMEOUT_MAX:  # also false for nan and inf
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds greater than 0, got {text!r}"
+        )
+    return value

@@ -22,7 +22,7 @@ from django_giosg.testing import GiosgSimulator
 from ..browsing import sweep
 from .conftest import Browser
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.browser]
 
 VISITOR = "5f0c1e9b3a7d4c2e8b6a9d0f1e2c3b4a"
 
