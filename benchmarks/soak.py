@@ -530,25 +530,35 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cycles", type=int, default=1000, help="login cycles (default 1000)")
-    parser.add_argument("--clients", type=int, default=4, help="browsers at once (default 4)")
-    parser.add_argument(
-        "--faults", type=float, default=0.3, help="share of API requests that fail (default 0.3)"
+    from django_giosg.testing import ENDPOINTS
+
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    parser.add_argument("--cycles", type=int, default=1000, help="login cycles")
+    parser.add_argument("--clients", type=int, default=4, help="browsers at once")
     parser.add_argument(
-        "--late", type=float, default=0.8, help="seconds until a late write lands (default 0.8)"
+        "--faults", type=float, default=0.3, help="share of API requests that fail, in [0, 1)"
     )
+    parser.add_argument("--late", type=float, default=0.8, help="seconds until a late write lands")
     parser.add_argument(
-        "--faults-on", default="*", help="the one endpoint with faults, e.g. set_variable"
+        "--faults-on",
+        default="*",
+        choices=["*", *ENDPOINTS],
+        metavar="ENDPOINT",
+        help=f"the one endpoint with faults, or * for all: {', '.join(ENDPOINTS)}",
     )
     parser.add_argument("--seed", type=int, default=1, help="the faults' and cycles' seed")
-    parser.add_argument("--users", type=int, default=40, help="users to log in (default 40)")
+    parser.add_argument("--users", type=int, default=40, help="users to log in")
     parser.add_argument(
         "--sweep-every", type=float, default=5.0, help="seconds between sweeps during the cycles"
     )
     parser.add_argument(
-        "--sweep-limit", type=float, default=600.0, help="seconds of sweeping after the cycles"
+        "--sweep-limit",
+        type=float,
+        default=600.0,
+        help="seconds of waiting for the queue, and of sweeping, after the cycles",
     )
     parser.add_argument(
         "--db", choices=["sqlite", "postgres"], default="sqlite", help="the site's database"
@@ -560,15 +570,25 @@ def main() -> int:
         help="where the tasks run: in the request, or on db_worker or RQ workers",
     )
     parser.add_argument(
-        "--workers", type=int, default=2, help="worker processes for --tasks db|rq (default 2)"
+        "--workers", type=int, help="worker processes for --tasks db|rq (default 2)"
     )
     parser.add_argument("--check", action="store_true", help="exit 1 unless nothing was left")
     parser.add_argument("--keep", action="store_true", help="keep the database and the logs")
     args = parser.parse_args()
-    if args.cycles < 1 or args.clients < 1 or args.users < 2 or args.workers < 1:
-        parser.error("--cycles, --clients and --workers must be at least 1, --users at least 2")
-    if not 0 <= args.faults < 1 or args.late <= 0 or args.sweep_every <= 0:
-        parser.error("--faults must be in [0, 1); --late and --sweep-every above 0")
+    for name, least in (("cycles", 1), ("clients", 1), ("users", 2), ("workers", 1)):
+        value = getattr(args, name)
+        if value is not None and value < least:
+            parser.error(f"--{name} must be at least {least}")
+    for name in ("late", "sweep_every", "sweep_limit"):
+        if not getattr(args, name) > 0:
+            parser.error(f"--{name.replace('_', '-')} must be above 0")
+    if not 0 <= args.faults < 1:
+        parser.error("--faults must be at least 0 and below 1")
+    if args.workers is not None and args.tasks not in WORKERS:
+        parser.error("--workers goes with --tasks db or --tasks rq")
+    args.workers = args.workers or 2
+    # SIGTERM (a test's timeout, a CI's cancel) stops the children and the servers too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = Path(tempfile.mkdtemp(prefix="django-giosg-soak-"))
     children: list[multiprocessing.Process] = []
     try:

@@ -70,16 +70,24 @@ def detach_task(link_id: int) -> dict[str, Any]:
     return _run(workflows.detach, link_id)
 
 
-def run_sweep(*, limit: int | None = None, dry_run: bool = False) -> sweeping.SweepReport | None:
+def run_sweep(
+    *,
+    limit: int | None = None,
+    dry_run: bool = False,
+    stopping: Callable[[], bool] = lambda: False,
+) -> sweeping.SweepReport | None:
     """Run the sweep here and now (``giosg_sweep`` and :func:`sweep_task`); ``None`` while GIOSG
-    is disabled. Raises :class:`~django_giosg.errors.GiosgConfigurationError`; giosg's own
-    errors are recorded on the links, never raised."""
+    is disabled. It takes no more links once ``stopping()`` is true. Raises
+    :class:`~django_giosg.errors.GiosgConfigurationError`; giosg's own errors are recorded on
+    the links, never raised."""
     settings = get_settings()
     if not settings.enabled:
         return None
     client = get_client()
     limits = call_limits(client, settings)
-    return sweeping.sweep(client, settings, limit=limit, dry_run=dry_run, limits=limits)
+    return sweeping.sweep(
+        client, settings, limit=limit, dry_run=dry_run, limits=limits, stopping=stopping
+    )
 
 
 @task()

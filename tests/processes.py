@@ -14,7 +14,8 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from django.conf import settings
 from django.db import connections
@@ -48,32 +49,57 @@ def django_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "django", *args, "--settings", SETTINGS]
 
 
-def start(command: Sequence[str], **overrides: Any) -> subprocess.Popen[str]:
-    """Start ``command`` (see :func:`django_command`); its output and errors in one pipe."""
+def start(
+    command: Sequence[str], output: IO[str] | int = subprocess.PIPE, **overrides: Any
+) -> subprocess.Popen[str]:
+    """Start ``command`` (see :func:`django_command`), its output and errors into ``output``."""
     # the links' database must hold what the process reads: nothing uncommitted is left
     assert not connections[write_db(VisitorLink)].in_atomic_block
     return subprocess.Popen(  # noqa: S603 - the arguments are the test's own
         command,
         env=environment(**overrides),
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
     )
 
 
-@contextmanager
-def running(command: Sequence[str], **overrides: Any) -> Iterator[subprocess.Popen[str]]:
-    """A long-running process (a worker), stopped with SIGTERM at the end (killed if it does not
-    stop within 10 s). What it said is shown with the test's failure if it printed an error."""
-    process = start(command, **overrides)
+def stop(process: subprocess.Popen[str], signum: int = signal.SIGTERM) -> None:
+    """Ask ``process`` to stop with ``signum``; kill it if it has not within 10 s."""
+    if process.poll() is None:
+        process.send_signal(signum)
     try:
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def running(
+    command: Sequence[str], log: Path, **overrides: Any
+) -> Iterator[subprocess.Popen[str]]:
+    """A long-running process (a worker), its output into the file ``log`` (a pipe nobody
+    reads would fill up and block it), stopped with SIGTERM at the end. What it said is shown
+    with the test's failure if it printed an error."""
+    with log.open("w", encoding="utf-8") as output:
+        process = start(command, output, **overrides)
         try:
-            output, _ = process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-        if "Traceback" in output:
-            sys.stderr.write(f"--- {command[3]} said:\n{output}\n")
+            yield process
+        finally:
+            stop(process)
+    said = log.read_text(encoding="utf-8")
+    if "Traceback" in said:
+        sys.stderr.write(f"--- {' '.join(command[3:5])} said:\n{said}\n")
+
+
+@contextmanager
+def started(*commands: Sequence[str]) -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes that run to their end (read them with ``communicate``); any still running when
+    the test leaves (it failed, or timed out) is killed, so that none keeps the database."""
+    processes = [start(command) for command in commands]
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            stop(process, signal.SIGKILL)

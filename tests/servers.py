@@ -133,7 +133,11 @@ def postgres() -> Iterator[Postgres]:
             [*prefix, *command], capture_output=True, text=True, timeout=120, check=False
         )
         if done.returncode:
-            raise Unavailable(f"{command[0]} failed: {(done.stderr or done.stdout).strip()}")
+            said = (done.stderr or done.stdout).strip()
+            log = folder / "log"  # the server's own words, before the folder goes
+            if log.exists():
+                said += "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-10:])
+            raise Unavailable(f"{Path(command[0]).name} failed: {said}")
 
     try:
         run(
@@ -152,9 +156,9 @@ def postgres() -> Iterator[Postgres]:
             f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=200 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
-        run(str(binaries / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-o", options,
-            "-w", "start")  # fmt: skip
-        try:
+        try:  # (a server that started but was not ready in time is stopped too)
+            run(str(binaries / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-o",
+                options, "-w", "start")  # fmt: skip
             yield Postgres(host="127.0.0.1", port=port, user=POSTGRES_USER)
         finally:
             subprocess.run(  # noqa: S603 - PostgreSQL's own programs
@@ -189,13 +193,19 @@ def redis() -> Iterator[Redis]:
     port = free_port()
     command = [program, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                "--appendonly", "no", "--dir", str(folder)]  # fmt: skip
+    log = (folder / "log").open("w")
     process = subprocess.Popen(  # noqa: S603 - redis-server's own arguments
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command, stdout=log, stderr=subprocess.STDOUT
     )
     try:
-        _wait_for_port(port, process, "redis-server")
+        try:
+            _wait_for_port(port, process, "redis-server")
+        except Unavailable as err:
+            said = (folder / "log").read_text(errors="replace").strip().splitlines()[-5:]
+            raise Unavailable("\n".join([str(err), *said])) from None
         yield Redis(port=port)
     finally:
+        log.close()
         process.terminate()
         try:
             process.wait(10)

@@ -17,13 +17,19 @@ SOAK = Path(__file__).resolve().parent.parent / "benchmarks" / "soak.py"
 
 def soak(*options: str) -> dict[str, str]:
     """Run the soak with ``--check``; its table's rows."""
-    run = subprocess.run(  # noqa: S603 - this repository's script
+    soaking = subprocess.Popen(  # noqa: S603 - this repository's script
         [sys.executable, str(SOAK), "--cycles", "24", "--clients", "3", *options, "--check"],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=230,
-        check=False,
     )
+    try:
+        stdout, stderr = soaking.communicate(timeout=200)
+    finally:  # a timeout: SIGTERM lets it stop its processes and servers
+        if soaking.poll() is None:
+            soaking.terminate()
+            soaking.communicate(timeout=30)
+    run = subprocess.CompletedProcess(soaking.args, soaking.returncode, stdout, stderr)
     missing = re.search(r"^soak: (.+)$", run.stderr, re.MULTILINE)
     if run.returncode == 2 and missing:  # a server it cannot start here
         servers.unavailable("soak", missing[1])

@@ -119,8 +119,8 @@ def test_sweep_task_runs_the_sweep(giosg: GiosgSimulator, link_clock: LinkClock)
 def test_django_crontask_schedules_the_sweep_task(
     giosg: GiosgSimulator, link_clock: LinkClock
 ) -> None:
-    """The README's schedule: ``cron("*/5 * * * *")(sweep_task)`` in a ``tasks`` module, and
-    ``manage.py crontask``, whose scheduler enqueues the task at each time."""
+    """The README's schedule, ``cron("*/5 * * * *")(sweep_task)``: the job django-crontask's
+    scheduler runs every 5 minutes enqueues the sweep (the scheduler itself is its own)."""
     crontask = importlib.import_module("crontask")  # (installed where Django is 6.0 or later)
     crontask.cron("*/5 * * * *")(tasks.sweep_task)
     [job] = [job for job in crontask.scheduler.get_jobs() if job.name == tasks.sweep_task.name]

@@ -34,6 +34,7 @@ def positive_seconds(text: str) -> float:
         value = math.nan
     if not 0 < value <= threading.TIMEOUT_MAX:  # also false for nan and inf
         raise argparse.ArgumentTypeError(
-            f"expected a number of seconds greater than 0, got {text!r}"
+            f"expected a number of seconds greater than 0 and at most "
+            f"{threading.TIMEOUT_MAX:.0f}, got {text!r}"
         )
     return value

@@ -139,11 +139,14 @@ def sweep(
     limit: int | None = None,
     dry_run: bool = False,
     limits: CallLimits = DEFAULT_LIMITS,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> SweepReport:
     """Detach the links of expired sessions, retry due links, prune old ``detached`` links.
 
     At most ``limit`` links are worked (expired ones first, then the longest due); the others
-    wait for the next sweep. A dry run counts them and changes nothing.
+    wait for the next sweep. A dry run counts them and changes nothing. Once ``stopping()`` is
+    true (the process was asked to stop), no more links are taken: the one being worked is
+    finished, the rest wait for the next sweep.
     """
     now = clock.now()
     report = SweepReport(dry_run=dry_run)
@@ -154,7 +157,7 @@ def sweep(
         return report
     stale = stale_after(settings, now)
     seen: set[int] = set()
-    while _left(limit, report.expired) != 0:
+    while _left(limit, report.expired) != 0 and not stopping():
         link = _claim_next(
             _expired(settings, now), seen, lambda link: link.claim_expired(now, stale)
         )
@@ -167,7 +170,7 @@ def sweep(
             link.session_expires_at,
         )
         _sweep_one(report, link, workflows.detach, client, settings, limits)
-    while _left(limit, report.expired + report.due) != 0:
+    while _left(limit, report.expired + report.due) != 0 and not stopping():
         link = _claim_next(
             VisitorLink.objects.due(now), seen, lambda link: link.claim_due(now, stale)
         )

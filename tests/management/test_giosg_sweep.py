@@ -43,7 +43,9 @@ def test_a_bad_limit_is_refused(limit: str) -> None:
 
 @pytest.mark.parametrize("every", ["0", "-1", "-0.5", "nan", "inf", "-inf", "1e300", "two", ""])
 def test_a_bad_every_is_refused(every: str) -> None:
-    with pytest.raises(CommandError, match="--every: expected a number of seconds greater than 0"):
+    with pytest.raises(
+        CommandError, match="--every: expected a number of seconds greater than 0 "
+    ):
         call_command("giosg_sweep", f"--every={every}")
 
 
@@ -132,9 +134,17 @@ class Rounds:
     def __init__(self, *steps: Round) -> None:
         self.steps = steps
         self.limits: list[int | None] = []
+        self.stopping: Callable[[], bool] = lambda: False  # the round's, as the command gave it
 
-    def __call__(self, *, limit: int | None = None, dry_run: bool = False) -> SweepReport | None:
+    def __call__(
+        self,
+        *,
+        limit: int | None = None,
+        dry_run: bool = False,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> SweepReport | None:
         self.limits.append(limit)
+        self.stopping = stopping
         if dry_run or len(self.limits) > len(self.steps):
             raise Runaway
         return self.steps[len(self.limits) - 1](limit)
@@ -242,22 +252,50 @@ def test_each_round_has_a_database_connection_of_its_own(
 def test_a_signal_ends_the_pause_at_once(
     monkeypatch: pytest.MonkeyPatch, handlers: tuple[object, object], signum: signal.Signals
 ) -> None:
-    monkeypatch.setattr(tasks, "run_sweep", Rounds(disabled))
     main = threading.get_ident()
     timer = threading.Timer(0.3, signal.pthread_kill, (main, signum))  # in the 10 s pause
+
+    def starts_the_timer(limit: int | None) -> SweepReport | None:
+        timer.start()  # (the command's handlers are in place by now)
+        return None
+
+    monkeypatch.setattr(tasks, "run_sweep", Rounds(starts_the_timer))
     out = StringIO()
     started = time.monotonic()
-    timer.start()
     try:
         sweep_every("10", out=out)
     finally:
         timer.cancel()
-        timer.join()
+        if timer.is_alive():
+            timer.join()
     assert time.monotonic() - started < 5
     assert out.getvalue().splitlines() == [
         "giosg_sweep: GIOSG is disabled (ENABLED = False); nothing done.",
         f"giosg_sweep: stopped ({signum.name}).",
     ]
+    assert put_back(handlers)
+
+
+def test_a_signal_in_a_round_stops_it_taking_links_and_a_second_one_is_not_caught(
+    monkeypatch: pytest.MonkeyPatch, handlers: tuple[object, object]
+) -> None:
+    """The sweep is told to take no more links (``docker stop`` kills 10 s later), and the
+    signals go back to their previous handlers: a second Ctrl-C or SIGTERM ends the process."""
+    seen: list[object] = []
+
+    def signalled(limit: int | None) -> SweepReport | None:
+        seen.append(rounds.stopping())
+        os.kill(os.getpid(), signal.SIGTERM)
+        seen.extend([rounds.stopping(), signal.getsignal(signal.SIGTERM)])
+        seen.append(signal.getsignal(signal.SIGINT))
+        return None
+
+    rounds = Rounds(signalled)
+    monkeypatch.setattr(tasks, "run_sweep", rounds)
+    out = StringIO()
+    sweep_every("10", out=out)
+    assert seen == [False, True, *handlers]
+    assert out.getvalue().splitlines()[-1] == "giosg_sweep: stopped (SIGTERM)."
     assert put_back(handlers)
 
 

@@ -290,6 +290,28 @@ def test_limit_leaves_the_rest_for_the_next_run(
     assert set(VisitorLink.objects.values_list("state", flat=True)) == {State.DETACHED}
 
 
+def test_once_stopping_it_takes_no_more_links(
+    giosg: GiosgSimulator, link_clock: LinkClock
+) -> None:
+    """``giosg_sweep --every`` asked to stop: the link being worked is finished, the others
+    wait for the next sweep."""
+    ann = make_user("ann")
+    for visitor_id in VISITORS[:3]:
+        lost_detach(attached(giosg, visitor_id, ann))
+    link_clock.advance(get_settings().pending_stale_after)
+    asked: list[bool] = []
+
+    def stopping() -> bool:  # asked to stop while the first due link is worked
+        asked.append(len(asked) >= 2)
+        return asked[-1]
+
+    report = sweeping.sweep(get_client(), get_settings(), stopping=stopping)
+    assert (report.expired, report.due, report.done) == (0, 1, 1)
+    assert asked == [False, False, True]  # before the expired links, the first due, the next
+    states = Counter(VisitorLink.objects.values_list("state", flat=True))
+    assert states == {State.DETACHED: 1, State.PENDING_DETACH: 2}
+
+
 # -- two sweeps at once -------------------------------------------------------------------------
 
 

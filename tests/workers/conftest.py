@@ -12,11 +12,13 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.test import override_settings
+from redis import Redis
 
 from django_giosg.testing import GiosgSimulator
 
@@ -83,13 +85,19 @@ def _database_workers(stack: ExitStack, request: pytest.FixtureRequest) -> dict[
     tasks = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
     command = processes.django_command("db_worker", "--interval", "0.05", "--no-startup-delay",
                                        "--no-reload")  # fmt: skip
-    for _ in range(2):  # two workers: each task is claimed by one
-        stack.enter_context(processes.running(command, TASKS=tasks))
+    folder: Path = request.getfixturevalue("tmp_path")
+    for number in range(2):  # two workers: each task is claimed by one
+        log = folder / f"db_worker{number}.log"
+        stack.enter_context(processes.running(command, log, TASKS=tasks))
     return tasks
 
 
 def _rq_worker(stack: ExitStack, request: pytest.FixtureRequest) -> dict[str, Any]:
     redis: servers.Redis = request.getfixturevalue("redis_server")
+    empty = Redis.from_url(redis.url)  # no job or registry of another test's: an empty Redis
+    empty.flushdb()
+    stack.callback(empty.close)
+    stack.callback(empty.flushdb)
     queues = {"default": {"URL": redis.url}}
     tasks = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
     stack.enter_context(override_settings(RQ_QUEUES=queues))
@@ -104,6 +112,7 @@ def _rq_worker(stack: ExitStack, request: pytest.FixtureRequest) -> dict[str, An
     stack.enter_context(
         processes.running(
             command,
+            request.getfixturevalue("tmp_path") / "rqworker.log",
             TASKS=tasks,
             RQ_QUEUES=queues,
             INSTALLED_APPS=[*settings.INSTALLED_APPS, "django_rq"],

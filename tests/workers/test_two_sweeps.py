@@ -55,11 +55,13 @@ def make_backlog(giosg: GiosgSimulator) -> list[str]:
     return visitors
 
 
+@pytest.mark.timeout(120)
 def test_two_sweeps_share_a_backlog_and_do_everything_once(giosg: GiosgSimulator) -> None:
     visitors = make_backlog(giosg)
     giosg.add_fault(latency=0.005)  # a sweep alone would take seconds: both get a share
-    sweeps = [processes.start(processes.django_command("giosg_sweep")) for _ in range(2)]
-    outputs = [sweep.communicate(timeout=120)[0] for sweep in sweeps]
+    command = processes.django_command("giosg_sweep")
+    with processes.started(command, command) as sweeps:
+        outputs = [sweep.communicate(timeout=90)[0] for sweep in sweeps]
     assert [sweep.returncode for sweep in sweeps] == [0, 0], outputs
     counts = []
     for output in outputs:

@@ -11,7 +11,7 @@ import logging
 import queue
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -65,7 +65,7 @@ class Command(BaseCommand):
             raise CommandError("--every needs the main thread: it stops on SIGTERM and SIGINT.")
         with _stop_signals() as stops:
             while True:
-                self._write(self._round(limit, every))
+                self._write(self._round(limit, every, stopping=lambda: not stops.empty()))
                 try:  # the pause; a signal ends it at once
                     received = stops.get(timeout=every)
                 except queue.Empty:
@@ -73,23 +73,31 @@ class Command(BaseCommand):
                 self._write(f"giosg_sweep: stopped ({signal.Signals(received).name}).")
                 return
 
-    def _sweep(self, *, limit: int | None, dry_run: bool = False) -> str:
+    def _sweep(
+        self,
+        *,
+        limit: int | None,
+        dry_run: bool = False,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> str:
         try:
-            report = tasks.run_sweep(limit=limit, dry_run=dry_run)
+            report = tasks.run_sweep(limit=limit, dry_run=dry_run, stopping=stopping)
         except GiosgConfigurationError as err:
             raise CommandError(str(err)) from None
         if report is None:
             return "giosg_sweep: GIOSG is disabled (ENABLED = False); nothing done."
         return report.line()
 
-    def _round(self, limit: int | None, every: float) -> str:
-        """One sweep of ``--every``. Any error but the settings' is logged and the next round
-        comes all the same: a periodic sweep must not die of one bad round (a database restart,
-        a bug met by one link). The database connections are closed around it as around a
-        request, so that weeks of rounds never reuse a dead or stale one."""
+    def _round(self, limit: int | None, every: float, stopping: Callable[[], bool]) -> str:
+        """One sweep of ``--every``, which takes no more links once a stop was asked for (it
+        finishes the link it is working: ``docker stop`` waits 10 s before it kills). Any
+        error but the settings' is logged and the next round comes all the same: a periodic
+        sweep must not die of one bad round (a database restart, a bug met by one link). The
+        database connections are closed around it as around a request, so that weeks of
+        rounds never reuse a dead or stale one."""
         close_old_connections()
         try:
-            return self._sweep(limit=limit)
+            return self._sweep(limit=limit, stopping=stopping)
         except CommandError:
             raise
         except Exception as err:
@@ -106,21 +114,28 @@ class Command(BaseCommand):
 
 @contextmanager
 def _stop_signals() -> Iterator[queue.SimpleQueue[int]]:
-    """SIGTERM and SIGINT put their number on the queue instead of ending the process; the
-    previous handlers are back afterwards (``call_command`` may run it in a longer process).
+    """The first SIGTERM or SIGINT puts its number on the queue instead of ending the process,
+    and gives both signals back to the previous handlers, so that a second one ends it at once
+    (Ctrl-C twice). The previous handlers are back afterwards too (``call_command`` may run it
+    in a longer process).
 
     A signal's handler runs between two bytecodes of the main thread, wherever it is. A
     ``threading.Event`` could deadlock there: its ``set()`` takes the lock its ``wait()`` holds
     for a moment on entry and exit. ``SimpleQueue.put()`` is reentrant, and ``get(timeout=…)``
     ends at once when a signal puts something."""
     stops: queue.SimpleQueue[int] = queue.SimpleQueue()
-    previous = {
-        number: signal.signal(number, lambda received, frame: stops.put(received))
-        for number in STOP_SIGNALS
-    }
-    try:
-        yield stops
-    finally:
+
+    def put_back() -> None:
         for number, handler in previous.items():
             # None: a handler installed outside Python, which cannot be put back; the default.
             signal.signal(number, signal.SIG_DFL if handler is None else handler)
+
+    def stop(received: int, frame: object) -> None:
+        stops.put(received)
+        put_back()
+
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    try:
+        yield stops
+    finally:
+        put_back()
