@@ -45,9 +45,10 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On PostgreSQL (``tests.settings_postgres``) only the database tests run; under
+    """Settings that change only the database (PostgreSQL, ``tests.settings_two_databases``)
+    run only the database tests: the others ran in the other environments already. Under
     ``tests.settings_two_databases``, each database test may use every database."""
-    if on_postgres():
+    if on_postgres() or len(settings.DATABASES) > 1:
         config.hook.pytest_deselected(items=[item for item in items if not uses_database(item)])
         items[:] = [item for item in items if uses_database(item)]
     if len(settings.DATABASES) == 1:
