@@ -89,21 +89,7 @@ def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_from_the_command_line_exit_0_while_giosg_is_down_and_1_when_misconfigured(
     tmp_path: Path,
 ) -> None:
-    env = {
-        **os.environ,
-        "DJANGO_GIOSG_TEST_DB": str(tmp_path / "site.sqlite3"),
-        "DJANGO_GIOSG_TEST_API_BASE_URL": "http://127.0.0.1:9",  # a closed port
-    }
-    seeded = manage(  # a site with one link due, as cron finds it
-        "shell",
-        "-c",
-        "from django.core.management import call_command; call_command('migrate', verbosity=0); "
-        "from django.utils import timezone; from django_giosg.models import VisitorLink; "
-        f"VisitorLink.objects.create(visitor_id='{VISITORS[0]}', state='pending_detach', "
-        "next_attempt_at=timezone.now())",
-        env=env,
-    )
-    assert seeded.returncode == 0, seeded.stderr
+    env = site_with_a_due_link(tmp_path, "http://127.0.0.1:9")  # giosg on a closed port
     down = manage("giosg_sweep", env=env)
     assert down.returncode == 0, down.stderr
     assert down.stdout.splitlines() == [
@@ -358,14 +344,13 @@ def site_giosg() -> Iterator[GiosgSimulator]:
         yield simulator
 
 
-def site_with_a_due_link(tmp_path: Path, simulator: GiosgSimulator) -> dict[str, str]:
-    """A site on its own database pointed at ``simulator``, with a link that is due to be
-    detached from a visitor with two open chats; the environment of its processes."""
-    simulator.seed_visitor(VISITORS[0], rooms=simulator.room_ids, open_chats=2)
+def site_with_a_due_link(tmp_path: Path, api_base_url: str) -> dict[str, str]:
+    """A site on its own database pointed at giosg's ``api_base_url``, with a link that is
+    due to be detached, as cron finds it; the environment of its processes."""
     env = {
         **os.environ,
         "DJANGO_GIOSG_TEST_DB": str(tmp_path / "site.sqlite3"),
-        "DJANGO_GIOSG_TEST_API_BASE_URL": simulator.base_url,
+        "DJANGO_GIOSG_TEST_API_BASE_URL": api_base_url,
     }
     env.pop("PYTHONUNBUFFERED", None)  # the command flushes its lines itself
     seeded = manage(
@@ -446,7 +431,8 @@ def sweeper(*args: str, env: dict[str, str], tmp_path: Path) -> Iterator[Sweeper
 def test_every_sweeps_again_and_again_until_sigterm(
     tmp_path: Path, site_giosg: GiosgSimulator
 ) -> None:
-    env = site_with_a_due_link(tmp_path, site_giosg)
+    site_giosg.seed_visitor(VISITORS[0], rooms=site_giosg.room_ids, open_chats=2)
+    env = site_with_a_due_link(tmp_path, site_giosg.base_url)
     with sweeper("--every", "0.2", env=env, tmp_path=tmp_path) as running:
         assert running.next_line() == DONE_ONE
         assert running.next_line() == NOTHING_TO_DO
@@ -465,7 +451,8 @@ def test_each_line_shows_as_its_sweep_ends_and_sigterm_ends_the_pause(
 ) -> None:
     """The line of the first sweep shows during the pause of 60 s (not when the process ends,
     as it would from a pipe's buffer without the command's flush), and SIGTERM ends the pause."""
-    env = site_with_a_due_link(tmp_path, site_giosg)
+    site_giosg.seed_visitor(VISITORS[0], rooms=site_giosg.room_ids, open_chats=2)
+    env = site_with_a_due_link(tmp_path, site_giosg.base_url)
     with sweeper("--every", "60", env=env, tmp_path=tmp_path) as running:
         assert running.next_line() == DONE_ONE
         code, rest = running.terminated()
@@ -481,7 +468,8 @@ def test_sigterm_in_the_middle_of_a_sweep_lets_it_finish(
     """A slow giosg (each answer 0.25 s late): SIGTERM once the first answer came, the others
     still to come. The sweep ends its work (no link half-detached, no lease left behind), and
     the process exits 0 at once, not after the pause of 60 s."""
-    env = site_with_a_due_link(tmp_path, site_giosg)
+    site_giosg.seed_visitor(VISITORS[0], rooms=site_giosg.room_ids, open_chats=2)
+    env = site_with_a_due_link(tmp_path, site_giosg.base_url)
     site_giosg.add_fault(latency=0.25)
     with sweeper("--every", "60", env=env, tmp_path=tmp_path) as running:
         deadline = time.monotonic() + 30
