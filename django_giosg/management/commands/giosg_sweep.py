@@ -50,7 +50,7 @@ class Command(BaseCommand):
             type=positive_seconds,
             metavar="SECONDS",
             help="Sweep again SECONDS after each sweep, until SIGTERM or SIGINT (where there is "
-            "no cron). A sweep under way is finished first.",
+            "no cron). The link being worked is finished first; a second signal ends it at once.",
         )
 
     def handle(
