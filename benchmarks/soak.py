@@ -61,19 +61,12 @@ WORKERS: dict[str, dict[str, Any]] = {
     "db": {
         "backend": {"BACKEND": "django_tasks_db.DatabaseBackend"},
         "apps": ["django_tasks_db"],
-        "command": ["db_worker", "--interval", "0.05", "--no-startup-delay", "--no-reload"],
+        "command": servers.DB_WORKER,
     },
     "rq": {
         "backend": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]},
         "apps": ["django_rq"],
-        "command": [
-            "rqworker",
-            "--job-class",
-            "django_tasks_rq.Job",
-            "--worker-class",
-            "rq.worker.SimpleWorker",
-            "default",
-        ],
+        "command": servers.RQ_WORKER,
     },
 }
 

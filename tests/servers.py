@@ -1,5 +1,6 @@
 """PostgreSQL and Redis servers of the tests' own: started in a temporary folder on a free port,
-stopped at the end, no system service needed.
+stopped at the end, no system service needed; and the task workers' commands. The soak uses
+them too.
 
 PostgreSQL refuses to run as root: as root, its files belong to the ``postgres`` user (which
 Debian's package creates) and its programs run as that user through ``runuser``. Debian installs
@@ -169,6 +170,15 @@ def postgres() -> Iterator[Postgres]:
             )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- the workers on them ------------------------------------------------------------------------
+
+#: The worker commands the tests and the soak run (``manage.py`` arguments): ``db_worker``
+#: polling often, and RQ's worker that keeps one process (see the README's task backends).
+DB_WORKER = ["db_worker", "--interval", "0.05", "--no-startup-delay", "--no-reload"]
+RQ_WORKER = ["rqworker", "--job-class", "django_tasks_rq.Job",
+             "--worker-class", "rq.worker.SimpleWorker", "default"]  # fmt: skip
 
 
 # -- Redis ---------------------------------------------------------------------------------------

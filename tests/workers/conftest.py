@@ -83,8 +83,7 @@ def redis_server() -> Iterator[servers.Redis]:
 
 def _database_workers(stack: ExitStack, request: pytest.FixtureRequest) -> dict[str, Any]:
     tasks = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
-    command = processes.django_command("db_worker", "--interval", "0.05", "--no-startup-delay",
-                                       "--no-reload")  # fmt: skip
+    command = processes.django_command(*servers.DB_WORKER)
     folder: Path = request.getfixturevalue("tmp_path")
     for number in range(2):  # two workers: each task is claimed by one
         log = folder / f"db_worker{number}.log"
@@ -101,14 +100,7 @@ def _rq_worker(stack: ExitStack, request: pytest.FixtureRequest) -> dict[str, An
     queues = {"default": {"URL": redis.url}}
     tasks = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
     stack.enter_context(override_settings(RQ_QUEUES=queues))
-    command = processes.django_command(
-        "rqworker",
-        "--job-class",
-        "django_tasks_rq.Job",
-        "--worker-class",
-        "rq.worker.SimpleWorker",
-        "default",
-    )
+    command = processes.django_command(*servers.RQ_WORKER)
     stack.enter_context(
         processes.running(
             command,
