@@ -1,82 +1,129 @@
-"""The giosg side of one logout: requests and wall time, concurrent vs the sequential recipe.
+"""The giosg side of one logout against its floor, and against the sequential recipe.
 
-    python benchmarks/logout.py [--rooms 50] [--chats 5] [--keys 5] [--latency 0.02] [--runs 5]
+    python benchmarks/logout.py [--quick] [--runs 5] [--rooms 1,10,50,200,1000] [--chats 0,5,50]
+                                [--workers 8,16,32] [--latency 20,100]
 
-The simulator runs in a process of its own (as ``manage.py giosg_simulator`` would; this script
-chooses its token and ends it with SIGTERM) and answers every request after ``--latency``
-seconds. The visitor has ``--chats`` open chats (one in each of the first rooms) and ``--keys``
-variables in the one room of ``ROOM_IDS``. Each row is the median of ``--runs`` logouts:
+For each number of rooms R, giosg's simulator runs in a process of its own, with R rooms listed 50
+per page, and answers every API request ``--latency`` milliseconds late. The visitor has C open
+chats (spread over the rooms) and 5 variables in each of the first min(2, R) rooms, the rooms
+``ROOM_IDS`` configures: K = 5 x min(2, R) keys. Every run starts from that same state. A row is
+the median of ``--runs`` logouts, each timed from the call until giosg has answered everything:
 
-- *sequential recipe*: the client calls one after another, as giosg's tutorial describes (page
-  the rooms, list each room's open chats, end them, delete the keys);
-- *workflows.detach*: django-giosg's detach with ``MAX_WORKERS`` threads, with the room list
-  paged from giosg (``ROOMS_CACHE_TTL = 0``) or taken from Django's cache.
+- *recipe*: the client's calls one after another, as giosg's tutorial describes (page the rooms,
+  list each room's open chats, end them, delete the keys), on one keep-alive connection;
+- *W = 8, 16, 32*: django-giosg's ``workflows.detach`` with ``MAX_WORKERS = W`` (and the default
+  ``MAX_CONNECTIONS``), room cache cold (the rooms paged from giosg) or warm (from Django's
+  cache). Each W has one client for the whole run, as a process has: its connections stay open
+  from one logout to the next.
+
+The columns: wall time ÷ latency (round trips); the reference floor, ⌈R/50⌉ + ⌈(R+K)/W⌉ + ⌈C/W⌉
+round trips (no page term when the rooms are cached), and the ratio to it; the API requests; the
+new TCP connections in the row's first logout / the most in any later one; the most threads alive
+at once in this process. The machine's capacity is measured first: requests per second of client
+and simulator together with no latency. A row whose floor needs more than half of that is marked
+"CPU": it is limited by the two processes' CPU, not by the network.
+
+``--quick`` runs the target rows in a few minutes: R ∈ {1, 50, 200}, C = 5, W ∈ {8, 32},
+L ∈ {20, 100} ms. ``--check`` exits 1 unless every row the CPU does not limit is within 1.3 x its
+floor and the headline row (R = 50, C = 5, W = 32, L = 20 ms, cold) is at least 13 x the recipe.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import secrets
-import signal
-import statistics
+import math
 import time
 from collections.abc import Callable
-from functools import partial
-from typing import Any
+from dataclasses import dataclass, field
 
-import django
-import requests
-from django.conf import settings
+from common import (
+    PAGE_SIZE,
+    VISITOR,
+    Giosg,
+    PeakThreads,
+    capacity,
+    configure,
+    machine,
+    median,
+    simulator,
+    table,
+)
 
-VISITOR = "08119566026a4e1194a7a3244c90f925"
-
-
-def serve(ready: multiprocessing.Queue[dict[str, Any]], rooms: int, token: str) -> None:
-    """Serve until SIGTERM (``Process.terminate``); the control API does not tell the token."""
-    from django_giosg.testing import GiosgSimulator
-
-    with GiosgSimulator(api_token=token, rooms=rooms, shared_rooms=0) as sim:
-        signal.signal(signal.SIGTERM, lambda *_: sim.request_shutdown())
-        ready.put(sim.describe())
-        sim.wait()
-
-
-def configure(info: dict[str, Any], token: str) -> None:
-    settings.configure(
-        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "django_giosg"],
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
-        USE_TZ=True,
-        GIOSG={
-            "API_TOKEN": token,
-            "ORGANIZATION_ID": info["organization_id"],
-            "ROOM_IDS": info["room_ids"][:1],
-            "API_BASE_URL": info["base_url"],
-        },
-    )
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+KEYS = [f"key{n}" for n in range(5)]
+FLOOR_TARGET = 1.3
+HEADLINE = {"rooms": 50, "chats": 5, "workers": 32, "latency": 20, "warm": False}
+HEADLINE_TARGET = 13.0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rooms", type=int, default=50)
-    parser.add_argument("--chats", type=int, default=5)
-    parser.add_argument("--keys", type=int, default=5)
-    parser.add_argument("--latency", type=float, default=0.02)
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
+@dataclass
+class Row:
+    rooms: int
+    chats: int
+    latency: int  # ms
+    workers: int | None  # None: the recipe
+    warm: bool = False
+    times: list[float] = field(default_factory=list)
+    requests: set[int] = field(default_factory=set)
+    connections: list[int] = field(default_factory=list)
+    threads: int = 0
+    recipe: Row | None = None
 
-    token = secrets.token_urlsafe(16)
-    queue: multiprocessing.Queue[dict[str, Any]] = multiprocessing.Queue()
-    server = multiprocessing.Process(target=serve, args=(queue, args.rooms, token), daemon=True)
-    server.start()
-    info = queue.get(timeout=30)
-    configure(info, token)
+    @property
+    def seconds(self) -> float:
+        return median(self.times)
 
+    @property
+    def speedup(self) -> float:
+        """How many times faster than the recipe of the same state."""
+        return (self.recipe.seconds if self.recipe else self.seconds) / self.seconds
+
+    @property
+    def keys(self) -> int:
+        return len(KEYS) * min(2, self.rooms)
+
+    @property
+    def floor(self) -> int:
+        """The reference floor in round trips (for the recipe: its requests)."""
+        if self.workers is None:
+            return max(self.requests)
+        pages = 0 if self.warm else math.ceil(self.rooms / PAGE_SIZE)
+        waves = math.ceil((self.rooms + self.keys) / self.workers)
+        return pages + waves + math.ceil(self.chats / self.workers)
+
+    def needs(self) -> float:
+        """Requests per second the floor needs."""
+        return max(self.requests) / (self.floor * self.latency / 1000)
+
+    def is_headline(self) -> bool:
+        return (self.rooms, self.chats, self.workers, self.latency, self.warm) == tuple(
+            HEADLINE.values()
+        )
+
+    def cells(self, limit: float) -> list[object]:
+        ms = self.seconds * 1000
+        trips = ms / self.latency
+        common: list[object] = [self.rooms, self.chats, self.latency]
+        first, later = self.connections[0], max(self.connections[1:], default=0)
+        if self.workers is None:
+            return [*common, "recipe", "paged", f"{ms:,.0f}", "1.0", f"{trips:.1f}", "", "",
+                    max(self.requests), f"{first}/{later}", self.threads]  # fmt: skip
+        cpu = " CPU" if self.needs() > limit else ""
+        return [
+            *common,
+            self.workers,
+            "warm" if self.warm else "cold",
+            f"{ms:,.0f}",
+            f"{self.speedup:.1f}",
+            f"{trips:.1f}",
+            self.floor,
+            f"{trips / self.floor:.2f}{cpu}",
+            max(self.requests),
+            f"{first}/{later}",
+            self.threads,
+        ]
+
+
+def run_rows(giosg: Giosg, args: argparse.Namespace, rooms: int) -> list[Row]:
     from django.core.cache import cache
 
     from django_giosg import conf
@@ -85,102 +132,189 @@ def main() -> None:
     from django_giosg.services import workflows
     from django_giosg.services.rooms import iter_rooms
 
-    base = info["base_url"]
-    rooms: list[str] = info["room_ids"]
-    keys = [f"key{n}" for n in range(args.keys)]
-    control = requests.Session()
+    configured = giosg.room_ids[:2]
+    clients = {}
+    for workers in args.workers:
+        settings = conf.load(giosg.settings(MAX_WORKERS=workers))
+        clients[workers] = (settings, GiosgClient.from_settings(settings))
+    recipe_client = GiosgClient(
+        api_token=giosg.token,
+        organization_id=giosg.organization_id,
+        base_url=giosg.base_url,
+        pool_size=1,
+    )
 
-    def prepare() -> None:
-        control.post(f"{base}/_simulator/reset", json={}, timeout=5).raise_for_status()
-        for room in rooms[: args.chats]:
-            seed = {"rooms": [room], "open_chats": 1}
-            control.post(f"{base}/_simulator/visitors/{VISITOR}", json=seed, timeout=5)
-        variables = {"rooms": rooms[:1], "open_chats": 0, "variables": dict.fromkeys(keys, "v")}
-        control.post(f"{base}/_simulator/visitors/{VISITOR}", json=variables, timeout=5)
-        fault = {"endpoint": "*", "latency": args.latency}
-        control.post(f"{base}/_simulator/faults", json=fault, timeout=5).raise_for_status()
+    def prepare(chats: int, latency: int) -> None:
+        giosg.reset()
+        for index, room in enumerate(giosg.room_ids):
+            count = chats // rooms + (index < chats % rooms)
+            if count:
+                giosg.seed(VISITOR, [room], count)
+        for room in configured:
+            giosg.seed(VISITOR, [room], 0, **dict.fromkeys(KEYS, "v"))
+        giosg.latency(latency / 1000)
 
-    def observe() -> tuple[int, int, int]:
-        stats = control.get(f"{base}/_simulator/stats", timeout=5).json()
-        state = control.get(f"{base}/_simulator/visitors/{VISITOR}", timeout=5).json()
-        left = sum(
-            1 for room in state["rooms"].values() for chat in room["chats"] if not chat["is_ended"]
-        ) + sum(len(room["variables"]) for room in state["rooms"].values())
-        return sum(stats["requests"].values()), stats["connections"], left
+    def recipe() -> None:
+        for room in recipe_client.iter_rooms():
+            for chat in list(recipe_client.iter_open_chats(room.id, VISITOR)):
+                recipe_client.end_chat(chat.id)
+        for room_id in configured:
+            for key in KEYS:
+                recipe_client.delete_variable(room_id, VISITOR, key)
 
-    def measure(run: Callable[[], float], warm: Callable[[], None] | None = None) -> list[Any]:
-        """Median seconds, requests and TCP connections of ``run`` (which times itself)."""
-        times, counts, connections = [], set(), set()
-        for _ in range(args.runs):
-            cache.clear()
-            if warm is not None:
-                warm()  # before the reset, so its requests are not counted
-            prepare()
-            times.append(run())
-            requests_made, opened, left = observe()
-            if left:
-                raise SystemExit(f"the logout left {left} chats or variables behind")
-            counts.add(requests_made)
-            connections.add(opened)
-        return [statistics.median(times), max(counts), max(connections)]
+    def detach(workers: int) -> Callable[[], None]:
+        settings, client = clients[workers]
 
-    def sequential() -> float:
-        started = time.perf_counter()
-        with GiosgClient(
-            api_token=token, organization_id=info["organization_id"], base_url=base
-        ) as client:
-            for room in client.iter_rooms():
-                for chat in list(client.iter_open_chats(room.id, VISITOR)):
-                    client.end_chat(chat.id)
-            for key in keys:
-                client.delete_variable(rooms[0], VISITOR, key)
-        return time.perf_counter() - started
-
-    def detach(giosg: conf.GiosgSettings) -> float:
-        link = VisitorLink.objects.create(
-            visitor_id=VISITOR, state=State.ATTACHED, keys={rooms[0]: keys}
-        )
-        with GiosgClient.from_settings(giosg) as client:
-            started = time.perf_counter()
-            result = workflows.detach(link.pk, client, giosg)
-            elapsed = time.perf_counter() - started
-        if not result.ok:
-            raise SystemExit(f"detach failed: {result.failed}")
-        return elapsed
-
-    def warm(giosg: conf.GiosgSettings) -> Callable[[], None]:
         def run() -> None:
-            with GiosgClient.from_settings(giosg) as client:
-                list(iter_rooms(client, giosg))
+            link = VisitorLink.objects.create(
+                visitor_id=VISITOR, state=State.ATTACHED, keys=dict.fromkeys(configured, KEYS)
+            )
+            result = workflows.detach(link.pk, client, settings)
+            if not result.ok:
+                raise SystemExit(f"the detach failed: {result.failed}")
 
         return run
 
-    rows = [["sequential recipe", "1", "paged", *measure(sequential)]]
-    for cached in (False, True):
-        for workers in (1, 4, 8, 16):
-            giosg = conf.load(
-                {**settings.GIOSG, "MAX_WORKERS": workers, "ROOMS_CACHE_TTL": 300 if cached else 0}
-            )
-            result = measure(partial(detach, giosg), warm(giosg) if cached else None)
-            rows.append(
-                ["workflows.detach", str(workers), "cached" if cached else "paged", *result]
-            )
+    def warm_rooms(workers: int) -> None:
+        settings, client = clients[workers]
+        list(iter_rooms(client, settings))
 
-    print(
-        f"One logout: {args.rooms} rooms, {args.chats} open chats, {args.keys} keys, "
-        f"{args.latency * 1000:.0f} ms per request; median of {args.runs} runs"
+    def measure(row: Row, run: Callable[[], None]) -> Row:
+        for _ in range(args.runs):
+            cache.clear()
+            if row.warm and row.workers is not None:
+                warm_rooms(row.workers)  # before the reset: its requests are not counted
+            prepare(row.chats, row.latency)
+            with PeakThreads() as threads:
+                started = time.perf_counter()
+                run()
+                row.times.append(time.perf_counter() - started)
+            row.threads = max(row.threads, threads.peak)
+            requests, opened = giosg.stats()
+            left = giosg.left(VISITOR)
+            if left:
+                raise SystemExit(f"the logout left {left} chats or variables behind")
+            row.requests.add(requests)
+            row.connections.append(opened)
+        return row
+
+    rows = []
+    for latency in args.latency:
+        for chats in args.chats:
+            recipe_row = measure(Row(rooms, chats, latency, None), recipe)
+            rows.append(recipe_row)
+            for workers in args.workers:
+                for warm in (False, True):
+                    row = Row(rooms, chats, latency, workers, warm, recipe=recipe_row)
+                    rows.append(measure(row, detach(workers)))
+            print(f"  R={rooms} C={chats} L={latency} ms done", flush=True)
+    return rows
+
+
+def integers(minimum: int) -> Callable[[str], list[int]]:
+    """An option's parser: a comma-separated list of integers of at least ``minimum``."""
+
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(part) for part in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+        if min(values) < minimum:
+            raise argparse.ArgumentTypeError(f"each must be at least {minimum}: {text!r}")
+        return values
+
+    return parse
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--quick", action="store_true", help="the target rows only")
+    parser.add_argument("--runs", type=int, default=5, help="logouts per row (default 5)")
+    parser.add_argument("--rooms", type=integers(1), help="default 1,10,50,200,1000")
+    parser.add_argument("--chats", type=integers(0), help="default 0,5,50")
+    parser.add_argument("--workers", type=integers(1), help="MAX_WORKERS; default 8,16,32")
+    parser.add_argument("--latency", type=integers(1), help="in ms; default 20,100")
+    parser.add_argument("--check", action="store_true", help="exit 1 unless the targets are met")
+    args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    defaults: dict[str, list[int]] = (
+        {"rooms": [1, 50, 200], "chats": [5], "workers": [8, 32], "latency": [20, 100]}
+        if args.quick
+        else {
+            "rooms": [1, 10, 50, 200, 1000],
+            "chats": [0, 5, 50],
+            "workers": [8, 16, 32],
+            "latency": [20, 100],
+        }
+    )
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+    started = time.monotonic()
+    rows: list[Row] = []
+    limit = 0.0
+    for rooms in sorted(args.rooms):
+        with simulator(rooms) as giosg:
+            if not limit:
+                configure(giosg.settings())
+                limit = capacity(giosg) / 2
+            rows.extend(run_rows(giosg, args, rooms))
+    print_table(args, rows, limit, time.monotonic() - started)
+    return 0 if not args.check or meets_targets(rows, limit) else 1
+
+
+def print_table(args: argparse.Namespace, rows: list[Row], limit: float, elapsed: float) -> None:
     print()
-    print("| approach | MAX_WORKERS | room list | requests | TCP connections | wall time |")
-    print("| --- | ---: | --- | ---: | ---: | ---: |")
-    for approach, workers, room_list, seconds, count, opened in rows:
-        print(
-            f"| {approach} | {workers} | {room_list} | {count} | {opened} | "
-            f"{seconds * 1000:.0f} ms |"
-        )
-    server.terminate()  # SIGTERM
-    server.join(10)
+    print(f"Machine: {machine()}")
+    print(
+        f"Capacity: {limit * 2:,.0f} requests/s (client and simulator, no latency); rows whose "
+        f"floor needs more than {limit:,.0f}/s are marked CPU"
+    )
+    print(f"Median of {args.runs} logouts per row; {elapsed / 60:.1f} minutes in all")
+    print()
+    headers = [
+        "R", "C", "L ms", "W", "rooms", "median ms", "x recipe", "round trips",
+        "floor", "÷ floor", "requests", "new TCP", "peak threads",
+    ]  # fmt: skip
+    print(table(headers, [row.cells(limit) for row in rows]))
+    print()
+    for line in verdicts(rows, limit):
+        print(line)
+
+
+def verdicts(rows: list[Row], limit: float) -> list[str]:
+    measured = [row for row in rows if row.workers is not None]
+    free = [row for row in measured if row.needs() <= limit]
+    over = [row for row in free if row.seconds / (row.floor * row.latency / 1000) > FLOOR_TARGET]
+    lines = [
+        f"Rows the CPU does not limit: {len(free)} of {len(measured)}; "
+        f"over {FLOOR_TARGET} x the floor: {len(over)}"
+    ]
+    for row in over:
+        lines.append(f"  over: R={row.rooms} C={row.chats} L={row.latency} W={row.workers}")
+    for row in measured:
+        if row.is_headline():
+            lines.append(
+                f"Headline (R=50, C=5, W=32, L=20 ms, cold): {row.seconds * 1000:.0f} ms, "
+                f"{row.speedup:.1f} x the recipe (target {HEADLINE_TARGET})"
+            )
+    return lines
+
+
+def meets_targets(rows: list[Row], limit: float) -> bool:
+    for row in rows:
+        if row.workers is None:
+            continue
+        if row.needs() <= limit and row.seconds > FLOOR_TARGET * row.floor * row.latency / 1000:
+            return False
+        if row.is_headline() and row.speedup < HEADLINE_TARGET:
+            return False
+    return True
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -623,6 +623,45 @@ def test_a_forked_process_builds_its_own_session(
     assert client._get_session() is not parent_session
 
 
+def test_the_environments_proxy_and_ca_bundle_are_used(
+    client: GiosgClient, mocked: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.test:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/giosg-ca.pem")
+    mocked.get(ME_URL, json={"id": "u1"})
+    client.check_credentials()
+    sent = mocked.calls[0].request.req_kwargs  # type: ignore[attr-defined]
+    assert sent["proxies"]["https"] == "http://proxy.test:3128"
+    assert sent["verify"] == "/etc/ssl/giosg-ca.pem"
+
+
+def test_no_proxy_for_the_apis_host(
+    client: GiosgClient, mocked: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.test:3128")
+    monkeypatch.setenv("NO_PROXY", "giosg.test")
+    mocked.get(ME_URL, json={"id": "u1"})
+    client.check_credentials()
+    assert "https" not in mocked.calls[0].request.req_kwargs["proxies"]  # type: ignore[attr-defined]
+
+
+def test_the_environment_is_read_once_per_session_not_per_call(
+    client: GiosgClient, mocked: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = []
+    real = requests.utils.get_environ_proxies
+
+    def counted(url: str, no_proxy: str | None = None) -> dict[str, str]:
+        reads.append(url)
+        return real(url, no_proxy)
+
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counted)
+    mocked.get(ME_URL, json={"id": "u1"})
+    for _ in range(3):
+        client.check_credentials()
+    assert reads == [BASE]
+
+
 def test_close_drops_the_session(client: GiosgClient) -> None:
     session = client._get_session()
     client.close()

@@ -36,7 +36,10 @@ def claim_visitor(
         now = clock.now()
         origin = VisitorOrigin.objects.filter(visitor_id=visitor_id).first()
         if origin is not None and origin.device == device:
-            VisitorOrigin.objects.filter(pk=origin.pk, device=device).update(seen_at=now)
+            if origin.seen_at < now - timedelta(seconds=settings.expiry_refresh):
+                # (Seen within EXPIRY_REFRESH is recent enough for a lapse of weeks: a login
+                # right after the capture writes nothing here.)
+                VisitorOrigin.objects.filter(pk=origin.pk, device=device).update(seen_at=now)
             return True
         if origin is not None and origin.seen_at >= _lapsed_before(now):
             return False  # another browser's

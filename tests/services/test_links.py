@@ -211,6 +211,22 @@ def test_a_visitor_origin_lapses_when_its_browser_has_not_reported_it_for_a_sess
     assert not VisitorOrigin.objects.exists()
 
 
+def test_a_browser_reporting_its_visitor_again_within_expiry_refresh_writes_nothing(
+    user: AbstractUser, link_clock: LinkClock
+) -> None:
+    """A login right after the capture: the origin was seen a moment ago, and a commit less
+    matters there (on SQLite each is an fsync)."""
+    start = link_clock.set(timezone.now())
+    settings = two_rooms()
+    assert origins.claim_visitor(VISITOR, KIOSK, settings)
+    link_clock.set(start + timedelta(seconds=settings.expiry_refresh))
+    assert origins.claim_visitor(VISITOR, KIOSK, settings)
+    assert VisitorOrigin.objects.get().seen_at == start
+    later = link_clock.set(start + timedelta(seconds=settings.expiry_refresh + 1))
+    assert origins.claim_visitor(VISITOR, KIOSK, settings)
+    assert VisitorOrigin.objects.get().seen_at == later
+
+
 def _in(delta: timedelta) -> datetime:
     return timezone.now() + delta
 
