@@ -78,6 +78,8 @@ class GiosgSettings:
     expiry_grace: int = 300
     sweep_max_attempts: int = 10
     sweep_backoff: float = 60.0
+    #: Links one sweep works at once, each in a thread of its own (1: one after another).
+    sweep_concurrency: int = 4
     pending_stale_after: int = 600
     settle_delay: int = 300
     prune_after_days: int = 30
@@ -278,6 +280,7 @@ _PARSERS: dict[str, tuple[str, Callable[[object], object]]] = {
     "EXPIRY_GRACE": ("expiry_grace", _positive_int),
     "SWEEP_MAX_ATTEMPTS": ("sweep_max_attempts", _positive_int),
     "SWEEP_BACKOFF": ("sweep_backoff", _positive_float),
+    "SWEEP_CONCURRENCY": ("sweep_concurrency", _positive_int),
     "PENDING_STALE_AFTER": ("pending_stale_after", _positive_int),
     "SETTLE_DELAY": ("settle_delay", _settle_delay),
     "PRUNE_AFTER_DAYS": ("prune_after_days", _positive_int),

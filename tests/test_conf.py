@@ -235,6 +235,8 @@ INVALID: list[tuple[str, Any, str]] = [
     ("EXPIRY_GRACE", 0, "greater than 0"),
     ("SWEEP_MAX_ATTEMPTS", 0, "greater than 0"),
     ("SWEEP_BACKOFF", 0.0, "greater than 0"),
+    ("SWEEP_CONCURRENCY", 0, "greater than 0"),
+    ("SWEEP_CONCURRENCY", 2.0, "must be an integer"),
     ("PENDING_STALE_AFTER", None, "must be an integer"),
     ("SETTLE_DELAY", 0, "must be greater than 0"),
     ("SETTLE_DELAY", 86401, "must be at most 86400 seconds"),

@@ -2,12 +2,16 @@
 (and lapsed leases and visitor origins).
 
 Safe to run twice at once, in two processes: each link is taken by one sweep only
-(:func:`_claim_next`).
+(:func:`_claim_next`). One sweep works ``SWEEP_CONCURRENCY`` links at once (:class:`_LinkWorkers`):
+a backlog after a giosg outage is thousands of links, and one link's calls come in waves whose
+tails leave most of the ``MAX_CONNECTIONS`` idle.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -33,6 +37,8 @@ CLAIM_CANDIDATES = 10  # links read at a time when taking the next one; others m
 
 #: Takes one link for this sweep (a transition of the link); whether it did.
 Claim = Callable[[VisitorLink], bool]
+
+_counting = threading.Lock()  # (the report is counted from the link workers' threads)
 
 
 @dataclass
@@ -157,28 +163,31 @@ def sweep(
         return report
     stale = stale_after(settings, now)
     seen: set[int] = set()
-    while _left(limit, report.expired) != 0 and not stopping():
-        link = _claim_next(
-            _expired(settings, now), seen, lambda link: link.claim_expired(now, stale)
-        )
-        if link is None:
-            break
-        report.expired += 1
-        logger.info(
-            "django-giosg: the session of visitor %s ended at %s; detaching it",
-            short_id(link.visitor_id),
-            link.session_expires_at,
-        )
-        _sweep_one(report, link, workflows.detach, client, settings, limits)
-    while _left(limit, report.expired + report.due) != 0 and not stopping():
-        link = _claim_next(
-            VisitorLink.objects.due(now), seen, lambda link: link.claim_due(now, stale)
-        )
-        if link is None:
-            break
-        report.due += 1
-        workflow = workflows.attach if link.wants(Action.ATTACH) else workflows.detach
-        _sweep_one(report, link, workflow, client, settings, limits)
+    with _LinkWorkers(settings.sweep_concurrency) as workers:
+        while _left(limit, report.expired) != 0 and workers.take_slot(stopping):
+            link = _claim_next(
+                _expired(settings, now), seen, lambda link: link.claim_expired(now, stale)
+            )
+            if link is None:
+                workers.give_back_slot()
+                break
+            report.expired += 1
+            logger.info(
+                "django-giosg: the session of visitor %s ended at %s; detaching it",
+                short_id(link.visitor_id),
+                link.session_expires_at,
+            )
+            workers.submit(_sweep_one, report, link, workflows.detach, client, settings, limits)
+        while _left(limit, report.expired + report.due) != 0 and workers.take_slot(stopping):
+            link = _claim_next(
+                VisitorLink.objects.due(now), seen, lambda link: link.claim_due(now, stale)
+            )
+            if link is None:
+                workers.give_back_slot()
+                break
+            report.due += 1
+            workflow = workflows.attach if link.wants(Action.ATTACH) else workflows.detach
+            workers.submit(_sweep_one, report, link, workflow, client, settings, limits)
     report.pruned, _ = _prunable(settings, now).delete()
     prune_leases(now)
     prune_origins(now)
@@ -206,6 +215,79 @@ def _sweep_one(
         result = workflow(link.pk, client, settings, limits=limits)
     except Exception:  # a bug or the database, not giosg: the next sweep takes the link again
         logger.exception("django-giosg: the sweep could not work link %s", link.pk)
-        report.count(Outcome.RETRYING)
-        return
-    report.count(result.outcome)
+        outcome = Outcome.RETRYING
+    else:
+        outcome = result.outcome
+    with _counting:
+        report.count(outcome)
+
+
+class _LinkWorkers:
+    """Up to ``count`` links worked at once. The sweep takes a slot before it claims a link (so
+    that it never claims links it cannot work yet), then hands the link over; the link's work,
+    and so all of its database work, runs in one thread. The threads are started as needed and
+    close their database connections when the sweep ends: a sweep holds at most ``count`` + 1.
+    With ``count`` 1 each link is worked in the calling thread.
+    """
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+        self._slots = threading.Semaphore(count)
+        self._jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _LinkWorkers:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def take_slot(self, stopping: Callable[[], bool]) -> bool:
+        """Wait for a free slot; false (and no slot taken) once the sweep is stopping."""
+        self._slots.acquire()
+        if stopping():
+            self._slots.release()
+            return False
+        return True
+
+    def give_back_slot(self) -> None:
+        self._slots.release()
+
+    def submit(self, job: Callable[..., None], *args: Any) -> None:
+        """Work ``job(*args)`` in a free slot's thread (taken with :meth:`take_slot`)."""
+        if self._count == 1:
+            try:
+                job(*args)
+            finally:
+                self._slots.release()
+            return
+        with self._lock:
+            if not self._idle and len(self._threads) < self._count:
+                thread = threading.Thread(
+                    target=self._work, name=f"django-giosg-sweep-{len(self._threads)}"
+                )
+                self._threads.append(thread)
+                thread.start()
+            else:
+                self._idle -= 1
+        self._jobs.put((job, args))
+
+    def _work(self) -> None:
+        try:
+            while (item := self._jobs.get()) is not None:
+                job, args = item
+                try:
+                    job(*args)
+                finally:
+                    with self._lock:
+                        self._idle += 1
+                    self._slots.release()
+        finally:
+            connections.close_all()  # this thread's own

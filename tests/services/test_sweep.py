@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
+from django.db.backends.signals import connection_created
 from django.test import Client
 from django.utils import timezone
 
@@ -310,6 +311,146 @@ def test_once_stopping_it_takes_no_more_links(
     assert asked == [False, False, True]  # before the expired links, the first due, the next
     states = Counter(VisitorLink.objects.values_list("state", flat=True))
     assert states == {State.DETACHED: 1, State.PENDING_DETACH: 2}
+
+
+# -- several links at once ----------------------------------------------------------------------
+
+
+class InFlight:
+    """A workflow wrapper that counts the links worked at once, and where each one's work ran."""
+
+    def __init__(self, workflow: Callable[..., Result], hold: float = 0.05) -> None:
+        self._workflow = workflow
+        self._hold = hold
+        self._lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+        self.threads: dict[int, str] = {}
+
+    def __call__(self, link_id: int, *args: Any, **kwargs: Any) -> Result:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+            self.threads[link_id] = threading.current_thread().name
+        try:
+            threading.Event().wait(self._hold)  # (so that the others start meanwhile)
+            return self._workflow(link_id, *args, **kwargs)
+        finally:
+            with self._lock:
+                self.now -= 1
+
+
+def expired_backlog(giosg: GiosgSimulator, link_clock: LinkClock, count: int) -> list[int]:
+    ann = make_user("ann")
+    expires_at = timezone.now() + HOUR
+    ids = [attached(giosg, visitor_id, ann, expires_at).pk for visitor_id in VISITORS[:count]]
+    link_clock.set(expires_at + timedelta(seconds=get_settings().expiry_grace))
+    return ids
+
+
+def test_a_backlog_is_worked_sweep_concurrency_links_at_once(
+    giosg: GiosgSimulator,
+    link_clock: LinkClock,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.GIOSG = {**settings.GIOSG, "SWEEP_CONCURRENCY": 3}
+    ids = expired_backlog(giosg, link_clock, 8)
+    detach = InFlight(workflows.detach)
+    monkeypatch.setattr(workflows, "detach", detach)
+    opened: list[object] = []
+
+    def count(sender: object, connection: object, **kwargs: object) -> None:
+        opened.append(connection)
+
+    closed: list[str] = []
+    close_all = connections.close_all
+
+    def close_all_noted() -> None:
+        closed.append(threading.current_thread().name)
+        close_all()
+
+    monkeypatch.setattr(sweeping.connections, "close_all", close_all_noted)
+    busy_at_claims: list[int] = []
+    claim_expired = VisitorLink.claim_expired
+
+    def claim_noted(link: VisitorLink, *args: Any) -> bool:
+        busy_at_claims.append(detach.now)
+        return claim_expired(link, *args)
+
+    monkeypatch.setattr(VisitorLink, "claim_expired", claim_noted)
+    connection_created.connect(count)
+    try:
+        assert "8 expired and 0 due link(s): 8 done, 0 to retry" in sweep()
+    finally:
+        connection_created.disconnect(count)
+    assert detach.most == 3
+    assert max(busy_at_claims) < 3  # a link is claimed once a worker is free for it, not before
+    assert sorted(detach.threads) == sorted(ids)
+    workers = set(detach.threads.values())
+    assert workers == {f"django-giosg-sweep-{n}" for n in range(3)}
+    assert sorted(closed) == sorted(workers)  # each worker closed its connections at the end
+    assert len(opened) <= 3  # one per worker thread, however many links
+    assert set(VisitorLink.objects.values_list("state", flat=True)) == {State.DETACHED}
+    assert giosg.variables(VISITORS[0]) == {}
+
+
+def test_with_sweep_concurrency_1_links_are_worked_one_after_another_in_the_calling_thread(
+    giosg: GiosgSimulator,
+    link_clock: LinkClock,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.GIOSG = {**settings.GIOSG, "SWEEP_CONCURRENCY": 1}
+    expired_backlog(giosg, link_clock, 3)
+    detach = InFlight(workflows.detach, hold=0.01)
+    monkeypatch.setattr(workflows, "detach", detach)
+    assert "3 expired and 0 due link(s): 3 done" in sweep()
+    assert detach.most == 1
+    assert set(detach.threads.values()) == {threading.current_thread().name}
+
+
+def test_once_stopping_the_links_being_worked_are_finished_and_no_more_taken(
+    giosg: GiosgSimulator,
+    link_clock: LinkClock,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.GIOSG = {**settings.GIOSG, "SWEEP_CONCURRENCY": 2}
+    expired_backlog(giosg, link_clock, 6)
+    detach = InFlight(workflows.detach, hold=0.2)
+    monkeypatch.setattr(workflows, "detach", detach)
+    asked: list[bool] = []
+
+    def stopping() -> bool:  # asked to stop once two links are being worked
+        asked.append(len(asked) >= 2)
+        return asked[-1]
+
+    report = sweeping.sweep(get_client(), get_settings(), stopping=stopping)
+    assert (report.expired, report.done) == (2, 2)
+    states = Counter(VisitorLink.objects.values_list("state", flat=True))
+    assert states == {State.DETACHED: 2, State.ATTACHED: 4}
+
+
+def test_a_link_worker_that_raises_leaves_the_others_working(
+    giosg: GiosgSimulator,
+    link_clock: LinkClock,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings.GIOSG = {**settings.GIOSG, "SWEEP_CONCURRENCY": 2}
+    ids = expired_backlog(giosg, link_clock, 4)
+    real_detach = workflows.detach
+
+    def detach(link_id: int, *args: Any, **kwargs: Any) -> Result:
+        if link_id == ids[0]:
+            raise RuntimeError("a bug")
+        return real_detach(link_id, *args, **kwargs)
+
+    monkeypatch.setattr(workflows, "detach", detach)
+    assert "4 expired and 0 due link(s): 3 done, 1 to retry" in sweep()
+    assert f"the sweep could not work link {ids[0]}" in caplog.text
 
 
 # -- two sweeps at once -------------------------------------------------------------------------

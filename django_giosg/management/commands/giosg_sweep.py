@@ -90,7 +90,7 @@ class Command(BaseCommand):
 
     def _round(self, limit: int | None, every: float, stopping: Callable[[], bool]) -> str:
         """One sweep of ``--every``, which takes no more links once a stop was asked for (it
-        finishes the link it is working: ``docker stop`` waits 10 s before it kills). Any
+        finishes the links it is working: ``docker stop`` waits 10 s before it kills). Any
         error but the settings' is logged and the next round comes all the same: a periodic
         sweep must not die of one bad round (a database restart, a bug met by one link). The
         database connections are closed around it as around a request, so that weeks of
