@@ -370,7 +370,7 @@ def test_a_backlog_is_worked_sweep_concurrency_links_at_once(
         closed.append(threading.current_thread().name)
         close_all()
 
-    monkeypatch.setattr(sweeping.connections, "close_all", close_all_noted)
+    monkeypatch.setattr("django_giosg.services.sweep.connections.close_all", close_all_noted)
     busy_at_claims: list[int] = []
     claim_expired = VisitorLink.claim_expired
 
