@@ -73,9 +73,14 @@ class Giosg:
         self._post(f"visitors/{visitor}", body)
 
     def latency(self, seconds: float) -> None:
-        """Every API request is answered ``seconds`` late (the control API is not)."""
+        """Every API request is answered ``seconds`` late (the control API is not); 0: no
+        fault at all."""
         if seconds:
             self._post("faults", {"endpoint": "*", "latency": seconds})
+        else:
+            self._control.delete(
+                f"{self.base_url}/_simulator/faults", timeout=30
+            ).raise_for_status()
 
     def stats(self) -> tuple[int, int]:
         """API requests and TCP connections accepted since the last reset."""
@@ -200,20 +205,20 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], right: int =
     return "\n".join("| " + " | ".join(str(cell) for cell in line) + " |" for line in lines)
 
 
-class PeakThreads:
-    """The most threads alive at once while it is active: counted as each one starts."""
+class StartedThreads:
+    """How many threads this process starts while it is active (the kept ones are not started
+    again)."""
 
     def __init__(self) -> None:
-        self.peak = 0
+        self.count = 0
         self._start = threading.Thread.start
 
-    def __enter__(self) -> PeakThreads:
-        self.peak = threading.active_count()
+    def __enter__(self) -> StartedThreads:
         original = self._start
 
         def start(thread: threading.Thread) -> None:
             original(thread)
-            self.peak = max(self.peak, threading.active_count())
+            self.count += 1
 
         threading.Thread.start = start  # type: ignore[method-assign, assignment]
         return self

@@ -18,7 +18,8 @@ is extrapolated from its largest run. The database connections column counts the
 sweep opened. The machine's capacity is measured first (client and simulator, no latency); a row
 whose floor needs more than half of it is marked CPU.
 
-``--quick``: 1,000 links at 20 ms with W 8 and 16, on SQLite and PostgreSQL, the baseline at W 8.
+``--quick`` (about 5 minutes): 300 links at 20 ms with W 8 and 16, on SQLite and PostgreSQL, the
+baseline at W 8.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def main() -> int:
         return 0
     if args.concurrency < 2:
         parser.error("--concurrency must be at least 2 (1 is the baseline)")
-    quick = {"links": [1000], "latency": [20], "workers": [8, 16], "db": ["sqlite", "postgres"]}
+    quick = {"links": [300], "latency": [20], "workers": [8, 16], "db": ["sqlite", "postgres"]}
     full = {
         "links": [100, 1000, 10000],
         "latency": [20, 100],

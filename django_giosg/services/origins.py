@@ -37,8 +37,8 @@ def claim_visitor(
         origin = VisitorOrigin.objects.filter(visitor_id=visitor_id).first()
         if origin is not None and origin.device == device:
             if origin.seen_at < now - timedelta(seconds=settings.expiry_refresh):
-                # (Seen within EXPIRY_REFRESH is recent enough for a lapse of weeks: a login
-                # right after the capture writes nothing here.)
+                # (Seen within EXPIRY_REFRESH is recent enough next to the lapse after
+                # SESSION_COOKIE_AGE: a login right after the capture writes nothing here.)
                 VisitorOrigin.objects.filter(pk=origin.pk, device=device).update(seen_at=now)
             return True
         if origin is not None and origin.seen_at >= _lapsed_before(now):

@@ -6,18 +6,19 @@ report through a :class:`Collector` and never touch the database: that stays in 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import queue
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from types import TracebackType
 from typing import Any
 
 from django.views.decorators.debug import sensitive_variables
 
-from ..conf import GiosgSettings
 from .results import Result
 
 logger = logging.getLogger(__name__)
@@ -65,30 +66,21 @@ class Collector:
 
 
 class JobPool:
-    """At most ``max_workers`` jobs of one workflow at once, on the process's shared threads;
-    jobs may add jobs; leaving the ``with`` block waits for all.
+    """At most ``max_workers`` jobs of one workflow at once, on the process's kept threads
+    (:data:`THREADS`); jobs may add jobs; leaving the ``with`` block waits for all.
 
-    The threads are shared (:func:`_shared_executor`) so that a workflow does not start and stop
-    its own threads: starting 32 of them costs milliseconds of a logout's CPU. Each workflow keeps
-    its own queue, so that one workflow's many jobs cannot hold up another's beyond its
-    ``max_workers`` threads. An exception a job did not expect is recorded as a failure rather
-    than lost.
+    A workflow does not start and stop threads of its own: starting 32 of them costs
+    milliseconds of a logout's CPU. Calls beyond ``MAX_CONNECTIONS`` wait in the client, within
+    their deadline. An exception a job did not expect is recorded as a failure rather than lost.
     """
 
-    def __init__(self, max_workers: int, collector: Collector, *, threads: int = 0) -> None:
-        self._executor = _shared_executor(max(threads, max_workers))
+    def __init__(self, max_workers: int, collector: Collector) -> None:
         self._max_workers = max_workers
         self._collector = collector
         self._waiting: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self._running = 0
         self._pending = 0
         self._done = threading.Condition()
-
-    @classmethod
-    def of(cls, settings: GiosgSettings, collector: Collector) -> JobPool:
-        """``MAX_WORKERS`` jobs at once, on as many shared threads as the process's client has
-        connections (``MAX_CONNECTIONS``), so that concurrent workflows need not queue."""
-        return cls(settings.max_workers, collector, threads=settings.max_connections)
 
     def __enter__(self) -> JobPool:
         return self
@@ -109,8 +101,8 @@ class JobPool:
                 return
             self._running += 1
         try:
-            self._executor.submit(self._run, job, args)
-        except BaseException:  # (the interpreter is shutting down): not pending, then
+            THREADS.run(partial(self._run, job, args))
+        except BaseException:  # (no thread could be started): not pending, then
             with self._done:
                 self._pending -= 1
                 self._running -= 1
@@ -126,32 +118,82 @@ class JobPool:
                 logger.exception("django-giosg: an unexpected error in %s", job.__name__)
                 self._collector.unexpected = True
                 self._collector.failed(f"unexpected {type(err).__name__} in {job.__name__}")
-            with self._done:
-                self._pending -= 1
-                self._done.notify_all()
-                if not self._waiting:
-                    self._running -= 1
-                    return
-                job, args = self._waiting.popleft()  # this thread goes on with the next job
+            except BaseException:  # (SystemExit, a greenlet's timeout): this thread ends
+                following = self._finished()
+                if following is not None:
+                    THREADS.run(partial(self._run, *following))
+                raise
+            following = self._finished()
+            if following is None:
+                return
+            job, args = following  # this thread goes on with the workflow's next job
+
+    def _finished(self) -> tuple[Callable[..., None], tuple[Any, ...]] | None:
+        """A job is done: the workflow's next waiting job, if any, for the same thread."""
+        with self._done:
+            self._pending -= 1
+            self._done.notify_all()
+            if self._waiting:
+                return self._waiting.popleft()
+            self._running -= 1
+            return None
 
     def join(self) -> None:
         with self._done:
             self._done.wait_for(lambda: self._pending == 0)
 
 
-_executor_lock = threading.Lock()
-_executor: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, threads, executor)
+_numbers = itertools.count(1)  # the threads' names
 
 
-def _shared_executor(threads: int) -> ThreadPoolExecutor:
-    """The process's thread pool for workflow jobs, with at least ``threads`` threads (started
-    as needed, then kept). A forked child builds its own: the parent's threads are not there."""
-    global _executor
-    pid = os.getpid()
-    with _executor_lock:
-        if _executor is None or _executor[0] != pid or _executor[1] < threads:
-            # (A smaller one is dropped, not shut down: a workflow may still be submitting to
-            # it. Once nothing refers to it, its idle threads end.)
-            executor = ThreadPoolExecutor(threads, thread_name_prefix="django-giosg")
-            _executor = (pid, threads, executor)
-        return _executor[2]
+class KeptThreads:
+    """The process's threads for the workflows' jobs: a job runs on an idle kept thread, or on a
+    new one when none is idle (each workflow bounds its own jobs, so there are never more than
+    the workflows at once need); a thread idle for ``idle_timeout`` seconds ends, so that a burst
+    does not leave its threads behind for good. Daemon threads: a call in flight does not hold up
+    the process's exit. A forked child starts with none (the parent's are not there)."""
+
+    def __init__(self, idle_timeout: float = 60.0) -> None:
+        self.idle_timeout = idle_timeout
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # threads waiting for a job that no job has been promised to yet
+        os.register_at_fork(after_in_child=self._forget)
+
+    def run(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1  # that thread takes this job
+                start = False
+            else:
+                start = True
+        if start:  # (started first: if it cannot be, nothing is queued)
+            name = f"django-giosg-{next(_numbers)}"
+            threading.Thread(target=self._work, name=name, daemon=True).start()
+        self._jobs.put(job)
+
+    def _work(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=self.idle_timeout)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle:  # no job was promised to an idle thread: this one ends
+                        self._idle -= 1
+                        return
+                continue  # a job was promised to this thread, and is on its way
+            try:
+                job()
+            except BaseException:  # (jobs catch their exceptions; a thread must not die of one)
+                logger.exception("django-giosg: a job failed")
+            with self._lock:
+                self._idle += 1
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs = queue.SimpleQueue()
+        self._idle = 0
+
+
+#: The process's kept threads, shared by every workflow.
+THREADS = KeptThreads()

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from types import TracebackType
 from typing import Any
 
 from django.db import connections, transaction
@@ -163,7 +164,10 @@ def sweep(
         return report
     stale = stale_after(settings, now)
     seen: set[int] = set()
-    with _LinkWorkers(settings.sweep_concurrency) as workers:
+    # Inside a transaction (ATOMIC_REQUESTS, a caller's atomic block) the claims stay locked
+    # until it commits, and other threads' connections would wait for them: work inline then.
+    in_transaction = connections[write_db(VisitorLink)].in_atomic_block
+    with _LinkWorkers(1 if in_transaction else settings.sweep_concurrency) as workers:
         while _left(limit, report.expired) != 0 and workers.take_slot(stopping):
             link = _claim_next(
                 _expired(settings, now), seen, lambda link: link.claim_expired(now, stale)
@@ -243,7 +247,14 @@ class _LinkWorkers:
     def __enter__(self) -> _LinkWorkers:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            return  # (a second Ctrl-C, SystemExit): no waiting for the links being worked
         for _ in self._threads:
             self._jobs.put(None)
         for thread in self._threads:
@@ -270,11 +281,15 @@ class _LinkWorkers:
             return
         with self._lock:
             if not self._idle and len(self._threads) < self._count:
+                # (Daemons: a process ended by a second signal does not wait for their links,
+                # which a later sweep takes up again after PENDING_STALE_AFTER.)
                 thread = threading.Thread(
-                    target=self._work, name=f"django-giosg-sweep-{len(self._threads)}"
+                    target=self._work,
+                    name=f"django-giosg-sweep-{len(self._threads)}",
+                    daemon=True,
                 )
-                self._threads.append(thread)
                 thread.start()
+                self._threads.append(thread)
             else:
                 self._idle -= 1
         self._jobs.put((job, args))
@@ -285,9 +300,10 @@ class _LinkWorkers:
                 job, args = item
                 try:
                     job(*args)
-                finally:
-                    with self._lock:
-                        self._idle += 1
-                    self._slots.release()
+                except BaseException:  # (the job catches its errors: a thread must not die)
+                    logger.exception("django-giosg: a sweep worker's link failed")
+                with self._lock:
+                    self._idle += 1
+                self._slots.release()
         finally:
             connections.close_all()  # this thread's own

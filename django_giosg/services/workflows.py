@@ -161,7 +161,7 @@ def _attach_leased(link: VisitorLink, result: Result, means: _Means) -> Result:
     collector = Collector(result)
     with (
         _unanswered(link, "sets", planned, collector, settings),
-        JobPool.of(settings, collector) as pool,
+        JobPool(settings.max_workers, collector) as pool,
     ):
         for room, keys in planned.items():
             for key in keys:
@@ -347,7 +347,7 @@ class _DetachRun:
         self.chats_ended = True
 
     def run(self, keys: Mapping[str, Sequence[str]]) -> None:
-        with JobPool.of(self.settings, self.collector) as pool:
+        with JobPool(self.settings.max_workers, self.collector) as pool:
             self._submit_deletes(pool, keys)
             try:
                 for listed in iter_rooms(self.client, self.settings, self.limits):
@@ -360,7 +360,7 @@ class _DetachRun:
 
     def delete_keys(self, keys: Mapping[str, Sequence[str]]) -> None:
         """Only the keys: no chats."""
-        with JobPool.of(self.settings, self.collector) as pool:
+        with JobPool(self.settings.max_workers, self.collector) as pool:
             self._submit_deletes(pool, keys)
 
     def _submit_deletes(self, pool: JobPool, keys: Mapping[str, Sequence[str]]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import EmptyResultSet
-from django.db import connections
+from django.db import connections, transaction
 from django.db.backends.signals import connection_created
 from django.test import Client
 from django.utils import timezone
@@ -317,23 +318,29 @@ def test_once_stopping_it_takes_no_more_links(
 
 
 class InFlight:
-    """A workflow wrapper that counts the links worked at once, and where each one's work ran."""
+    """A workflow wrapper that counts the links worked at once, and where each one's work ran.
+    With ``together``, the first that many links wait for each other before they go on (a
+    broken barrier, an error, unless they are worked at once)."""
 
-    def __init__(self, workflow: Callable[..., Result], hold: float = 0.05) -> None:
+    def __init__(self, workflow: Callable[..., Result], together: int = 1) -> None:
         self._workflow = workflow
-        self._hold = hold
+        self._together = threading.Barrier(together, timeout=10) if together > 1 else None
         self._lock = threading.Lock()
         self.now = 0
         self.most = 0
+        self.calls = 0
         self.threads: dict[int, str] = {}
 
     def __call__(self, link_id: int, *args: Any, **kwargs: Any) -> Result:
         with self._lock:
             self.now += 1
+            self.calls += 1
+            first = self.calls <= (self._together.parties if self._together else 0)
             self.most = max(self.most, self.now)
             self.threads[link_id] = threading.current_thread().name
         try:
-            threading.Event().wait(self._hold)  # (so that the others start meanwhile)
+            if first and self._together is not None:
+                self._together.wait()
             return self._workflow(link_id, *args, **kwargs)
         finally:
             with self._lock:
@@ -356,7 +363,7 @@ def test_a_backlog_is_worked_sweep_concurrency_links_at_once(
 ) -> None:
     settings.GIOSG = {**settings.GIOSG, "SWEEP_CONCURRENCY": 3}
     ids = expired_backlog(giosg, link_clock, 8)
-    detach = InFlight(workflows.detach)
+    detach = InFlight(workflows.detach, together=3)
     monkeypatch.setattr(workflows, "detach", detach)
     opened: list[object] = []
 
@@ -403,7 +410,7 @@ def test_with_sweep_concurrency_1_links_are_worked_one_after_another_in_the_call
 ) -> None:
     settings.GIOSG = {**settings.GIOSG, "SWEEP_CONCURRENCY": 1}
     expired_backlog(giosg, link_clock, 3)
-    detach = InFlight(workflows.detach, hold=0.01)
+    detach = InFlight(workflows.detach)
     monkeypatch.setattr(workflows, "detach", detach)
     assert "3 expired and 0 due link(s): 3 done" in sweep()
     assert detach.most == 1
@@ -418,7 +425,7 @@ def test_once_stopping_the_links_being_worked_are_finished_and_no_more_taken(
 ) -> None:
     settings.GIOSG = {**settings.GIOSG, "SWEEP_CONCURRENCY": 2}
     expired_backlog(giosg, link_clock, 6)
-    detach = InFlight(workflows.detach, hold=0.2)
+    detach = InFlight(workflows.detach, together=2)
     monkeypatch.setattr(workflows, "detach", detach)
     asked: list[bool] = []
 
@@ -430,6 +437,55 @@ def test_once_stopping_the_links_being_worked_are_finished_and_no_more_taken(
     assert (report.expired, report.done) == (2, 2)
     states = Counter(VisitorLink.objects.values_list("state", flat=True))
     assert states == {State.DETACHED: 2, State.ATTACHED: 4}
+
+
+def test_inside_a_transaction_the_links_are_worked_in_the_calling_thread(
+    giosg: GiosgSimulator,
+    link_clock: LinkClock,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``ATOMIC_REQUESTS``, or a caller's atomic block: the claims stay locked until it
+    commits, and a worker thread's connection would wait for them for ever (PostgreSQL)."""
+    settings.GIOSG = {**settings.GIOSG, "SWEEP_CONCURRENCY": 3}
+    expired_backlog(giosg, link_clock, 3)
+    detach = InFlight(workflows.detach)
+    monkeypatch.setattr(workflows, "detach", detach)
+    with transaction.atomic(using=write_db(VisitorLink)):
+        report = sweeping.sweep(get_client(), get_settings())
+    assert report.done == 3
+    assert set(detach.threads.values()) == {threading.current_thread().name}
+
+
+def test_a_second_ctrl_c_does_not_wait_for_the_links_being_worked(
+    giosg: GiosgSimulator,
+    link_clock: LinkClock,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.GIOSG = {**settings.GIOSG, "SWEEP_CONCURRENCY": 2}
+    expired_backlog(giosg, link_clock, 3)
+    release = threading.Event()
+
+    def stuck(*args: Any, **kwargs: Any) -> Result:
+        release.wait(10)  # a link whose calls hang
+        return Result(args[0], "detach")
+
+    monkeypatch.setattr(workflows, "detach", stuck)
+    calls = 0
+
+    def interrupted() -> bool:  # the first link is handed over, then Ctrl-C (twice)
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt
+        return False
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        sweeping.sweep(get_client(), get_settings(), stopping=interrupted)
+    assert time.monotonic() - started < 5  # not the stuck link's 10 s
+    release.set()
 
 
 def test_a_link_worker_that_raises_leaves_the_others_working(
