@@ -108,8 +108,11 @@ class Giosg:
 def simulator(rooms: int) -> Iterator[Giosg]:
     """The simulator with ``rooms`` rooms of the organization's own, in a process of its own."""
     token = secrets.token_urlsafe(16)
-    ready: multiprocessing.Queue[dict[str, Any]] = multiprocessing.Queue()
-    process = multiprocessing.Process(target=_serve, args=(ready, rooms, token), daemon=True)
+    # Spawned, not forked: this process has threads by now (django-giosg's kept ones), and a
+    # fork copies whatever locks they hold.
+    context = multiprocessing.get_context("spawn")
+    ready: multiprocessing.Queue[dict[str, Any]] = context.Queue()
+    process = context.Process(target=_serve, args=(ready, rooms, token), daemon=True)
     process.start()
     try:
         yield Giosg(ready.get(timeout=60), token)

@@ -14,9 +14,10 @@ A row is one ``giosg_sweep`` over the backlog (``services.sweep.sweep``), with `
 ``MAX_CONNECTIONS`` both W, so that at most W calls are in flight: the floor is W ÷ (latency ×
 requests per link) links per second. *one at a time* is ``SWEEP_CONCURRENCY`` 1, the sweep before
 it worked several links at once, run up to ``--baseline-up-to`` links; at a larger backlog its time
-is extrapolated from its largest run. The database connections column counts the connections the
-sweep opened. The machine's capacity is measured first (client and simulator, no latency); a row
-whose floor needs more than half of it is marked CPU.
+is extrapolated from its largest run. The TCP connections are those giosg accepted (the client is
+new for each row), the database connections those the sweep opened. The machine's capacity is
+measured first (client and simulator, no latency); a row whose floor needs more than half of it
+is marked CPU.
 
 ``--quick`` (about 5 minutes): 300 links at 20 ms with W 8 and 16, on SQLite and PostgreSQL, the
 baseline at W 8.
@@ -99,7 +100,7 @@ def run_rows(spec: dict[str, Any]) -> list[dict[str, Any]]:
             started = time.perf_counter()
             report = sweep(client, settings)
             elapsed = time.perf_counter() - started
-        requests, _connections = giosg.stats()
+        requests, tcp = giosg.stats()
         giosg.latency(0)
         if report.done != links or VisitorLink.objects.exclude(state=State.DETACHED).exists():
             raise SystemExit(f"the sweep did not detach every link: {report.line()}")
@@ -108,7 +109,13 @@ def run_rows(spec: dict[str, Any]) -> list[dict[str, Any]]:
         if left:
             raise SystemExit(f"the sweep left {left} variables behind")
         results.append(
-            {**row, "seconds": elapsed, "requests": requests, "connections": len(opened) - before}
+            {
+                **row,
+                "seconds": elapsed,
+                "requests": requests,
+                "tcp": tcp,
+                "connections": len(opened) - before,
+            }
         )
         print(f"  {spec['name']}: {row} in {elapsed:.1f} s", file=sys.stderr, flush=True)
     return results
@@ -225,7 +232,7 @@ def print_table(rows: list[dict[str, Any]], limit: float, elapsed: float) -> Non
     print()
     headers = [
         "database", "L ms", "W", "links", "sweep", "wall s", "links/s", "requests/link",
-        "floor links/s", "of the floor", "DB connections",
+        "floor links/s", "of the floor", "TCP connections", "DB connections",
     ]  # fmt: skip
     cells = []
     for row in rows:
@@ -237,7 +244,7 @@ def print_table(rows: list[dict[str, Any]], limit: float, elapsed: float) -> Non
         where = [row["db"], row["latency"], row["workers"], f"{row['links']:,}"]
         cells.append(
             [*where, mode, f"{row['seconds']:,.1f}", f"{rate:.1f}", f"{per_link:.1f}",
-             f"{floor:.1f}", f"{rate / floor:.0%}{cpu}", row["connections"]]
+             f"{floor:.1f}", f"{rate / floor:.0%}{cpu}", row["tcp"], row["connections"]]
         )  # fmt: skip
         extrapolate = extrapolated(rows, row)
         if extrapolate is not None:
@@ -245,7 +252,7 @@ def print_table(rows: list[dict[str, Any]], limit: float, elapsed: float) -> Non
             rate = row["links"] / seconds
             cells.append(
                 [*where, f"one at a time (from {extrapolate['links']:,})", f"{seconds:,.0f}",
-                 f"{rate:.1f}", "", "", f"{rate / floor:.0%}{cpu}", ""]
+                 f"{rate:.1f}", "", "", f"{rate / floor:.0%}{cpu}", "", ""]
             )  # fmt: skip
     print(table(headers, cells, right=1))
 
