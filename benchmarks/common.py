@@ -78,9 +78,8 @@ class Giosg:
         if seconds:
             self._post("faults", {"endpoint": "*", "latency": seconds})
         else:
-            self._control.delete(
-                f"{self.base_url}/_simulator/faults", timeout=30
-            ).raise_for_status()
+            url = f"{self.base_url}/_simulator/faults"  # (a JSON body, as the control API wants)
+            self._control.delete(url, json={}, timeout=30).raise_for_status()
 
     def stats(self) -> tuple[int, int]:
         """API requests and TCP connections accepted since the last reset."""
