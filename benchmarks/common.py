@@ -188,6 +188,18 @@ def machine() -> str:
     )
 
 
+def print_header(limit: float, what: str) -> None:
+    """The lines above a table: the machine, its capacity and the CPU mark, and ``what``."""
+    print()
+    print(f"Machine: {machine()}")
+    print(
+        f"Capacity: {limit * 2:,.0f} requests/s (client and simulator, no latency); rows whose "
+        f"floor needs more than {limit:,.0f}/s are marked CPU"
+    )
+    print(what)
+    print()
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
 

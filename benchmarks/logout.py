@@ -45,8 +45,8 @@ from common import (
     StartedThreads,
     capacity,
     configure,
-    machine,
     median,
+    print_header,
     simulator,
     table,
 )
@@ -271,14 +271,9 @@ def main() -> int:
 
 
 def print_table(args: argparse.Namespace, rows: list[Row], limit: float, elapsed: float) -> None:
-    print()
-    print(f"Machine: {machine()}")
-    print(
-        f"Capacity: {limit * 2:,.0f} requests/s (client and simulator, no latency); rows whose "
-        f"floor needs more than {limit:,.0f}/s are marked CPU"
+    print_header(
+        limit, f"Median of {args.runs} logouts per row; {elapsed / 60:.1f} minutes in all"
     )
-    print(f"Median of {args.runs} logouts per row; {elapsed / 60:.1f} minutes in all")
-    print()
     headers = [
         "R", "C", "L ms", "W", "rooms", "median ms", "x recipe", "round trips",
         "floor", "÷ floor", "requests", "new TCP", "threads started",

@@ -36,7 +36,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from common import Giosg, capacity, configure, machine, postgres_database, simulator, table
+from common import Giosg, capacity, configure, postgres_database, print_header, simulator, table
 
 ROOMS = 50
 KEYS = [f"key{n}" for n in range(5)]
@@ -222,14 +222,7 @@ def main() -> int:
 
 
 def print_table(rows: list[dict[str, Any]], limit: float, elapsed: float) -> None:
-    print()
-    print(f"Machine: {machine()}")
-    print(
-        f"Capacity: {limit * 2:,.0f} requests/s (client and simulator, no latency); rows whose "
-        f"floor needs more than {limit:,.0f}/s are marked CPU"
-    )
-    print(f"{elapsed / 60:.1f} minutes in all")
-    print()
+    print_header(limit, f"{elapsed / 60:.1f} minutes in all")
     headers = [
         "database", "L ms", "W", "links", "sweep", "wall s", "links/s", "requests/link",
         "floor links/s", "of the floor", "TCP connections", "DB connections",

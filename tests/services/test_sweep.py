@@ -355,16 +355,30 @@ def expired_backlog(giosg: GiosgSimulator, link_clock: LinkClock, count: int) ->
     return ids
 
 
+Backlog = Callable[..., tuple[list[int], InFlight]]
+
+
+@pytest.fixture
+def backlog(
+    giosg: GiosgSimulator, link_clock: LinkClock, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> Backlog:
+    """``backlog(concurrency, links, together=1)``: ``SWEEP_CONCURRENCY`` set, that many expired
+    links, and the detach counted (:class:`InFlight`); their ids and the counter."""
+
+    def make(concurrency: int, links: int, together: int = 1) -> tuple[list[int], InFlight]:
+        settings.GIOSG = {**settings.GIOSG, "SWEEP_CONCURRENCY": concurrency}
+        ids = expired_backlog(giosg, link_clock, links)
+        detach = InFlight(workflows.detach, together)
+        monkeypatch.setattr(workflows, "detach", detach)
+        return ids, detach
+
+    return make
+
+
 def test_a_backlog_is_worked_sweep_concurrency_links_at_once(
-    giosg: GiosgSimulator,
-    link_clock: LinkClock,
-    settings: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    giosg: GiosgSimulator, backlog: Backlog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings.GIOSG = {**settings.GIOSG, "SWEEP_CONCURRENCY": 3}
-    ids = expired_backlog(giosg, link_clock, 8)
-    detach = InFlight(workflows.detach, together=3)
-    monkeypatch.setattr(workflows, "detach", detach)
+    ids, detach = backlog(3, 8, together=3)
     opened: list[object] = []
 
     def count(sender: object, connection: object, **kwargs: object) -> None:
@@ -403,30 +417,18 @@ def test_a_backlog_is_worked_sweep_concurrency_links_at_once(
 
 
 def test_with_sweep_concurrency_1_links_are_worked_one_after_another_in_the_calling_thread(
-    giosg: GiosgSimulator,
-    link_clock: LinkClock,
-    settings: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    backlog: Backlog,
 ) -> None:
-    settings.GIOSG = {**settings.GIOSG, "SWEEP_CONCURRENCY": 1}
-    expired_backlog(giosg, link_clock, 3)
-    detach = InFlight(workflows.detach)
-    monkeypatch.setattr(workflows, "detach", detach)
+    _ids, detach = backlog(1, 3)
     assert "3 expired and 0 due link(s): 3 done" in sweep()
     assert detach.most == 1
     assert set(detach.threads.values()) == {threading.current_thread().name}
 
 
 def test_once_stopping_the_links_being_worked_are_finished_and_no_more_taken(
-    giosg: GiosgSimulator,
-    link_clock: LinkClock,
-    settings: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    backlog: Backlog,
 ) -> None:
-    settings.GIOSG = {**settings.GIOSG, "SWEEP_CONCURRENCY": 2}
-    expired_backlog(giosg, link_clock, 6)
-    detach = InFlight(workflows.detach, together=2)
-    monkeypatch.setattr(workflows, "detach", detach)
+    backlog(2, 6, together=2)
     asked: list[bool] = []
 
     def stopping() -> bool:  # asked to stop once two links are being worked
@@ -440,17 +442,11 @@ def test_once_stopping_the_links_being_worked_are_finished_and_no_more_taken(
 
 
 def test_inside_a_transaction_the_links_are_worked_in_the_calling_thread(
-    giosg: GiosgSimulator,
-    link_clock: LinkClock,
-    settings: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    backlog: Backlog,
 ) -> None:
     """``ATOMIC_REQUESTS``, or a caller's atomic block: the claims stay locked until it
     commits, and a worker thread's connection would wait for them for ever (PostgreSQL)."""
-    settings.GIOSG = {**settings.GIOSG, "SWEEP_CONCURRENCY": 3}
-    expired_backlog(giosg, link_clock, 3)
-    detach = InFlight(workflows.detach)
-    monkeypatch.setattr(workflows, "detach", detach)
+    _ids, detach = backlog(3, 3)
     with transaction.atomic(using=write_db(VisitorLink)):
         report = sweeping.sweep(get_client(), get_settings())
     assert report.done == 3
@@ -458,13 +454,9 @@ def test_inside_a_transaction_the_links_are_worked_in_the_calling_thread(
 
 
 def test_a_second_ctrl_c_does_not_wait_for_the_links_being_worked(
-    giosg: GiosgSimulator,
-    link_clock: LinkClock,
-    settings: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    backlog: Backlog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings.GIOSG = {**settings.GIOSG, "SWEEP_CONCURRENCY": 2}
-    expired_backlog(giosg, link_clock, 3)
+    backlog(2, 3)
     release = threading.Event()
 
     def stuck(*args: Any, **kwargs: Any) -> Result:
@@ -489,15 +481,9 @@ def test_a_second_ctrl_c_does_not_wait_for_the_links_being_worked(
 
 
 def test_a_link_worker_that_raises_leaves_the_others_working(
-    giosg: GiosgSimulator,
-    link_clock: LinkClock,
-    settings: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    backlog: Backlog, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings.GIOSG = {**settings.GIOSG, "SWEEP_CONCURRENCY": 2}
-    ids = expired_backlog(giosg, link_clock, 4)
-    real_detach = workflows.detach
+    ids, real_detach = backlog(2, 4)
 
     def detach(link_id: int, *args: Any, **kwargs: Any) -> Result:
         if link_id == ids[0]:
