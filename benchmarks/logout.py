@@ -282,6 +282,7 @@ def print_table(args: argparse.Namespace, rows: list[Row], limit: float, elapsed
     print()
     for line in verdicts(rows, limit):
         print(line)
+    print("Targets met" if meets_targets(rows, limit) else "Targets not met")
 
 
 def verdicts(rows: list[Row], limit: float) -> list[str]:
@@ -293,7 +294,10 @@ def verdicts(rows: list[Row], limit: float) -> list[str]:
         f"over {FLOOR_TARGET} x the floor: {len(over)}"
     ]
     for row in over:
-        lines.append(f"  over: R={row.rooms} C={row.chats} L={row.latency} W={row.workers}")
+        room_list = "warm" if row.warm else "cold"
+        lines.append(
+            f"  over: R={row.rooms} C={row.chats} L={row.latency} W={row.workers} {room_list}"
+        )
     if not any(row.is_headline() for row in measured):
         lines.append("Headline (R=50, C=5, W=32, L=20 ms, cold): not in this run")
     for row in measured:

@@ -40,7 +40,6 @@ from common import Giosg, capacity, configure, postgres_database, print_header, 
 
 ROOMS = 50
 KEYS = [f"key{n}" for n in range(5)]
-TARGET = 0.8
 
 
 # -- one database's rows, in a child process ------------------------------------------------------
@@ -117,7 +116,13 @@ def run_rows(spec: dict[str, Any]) -> list[dict[str, Any]]:
                 "connections": len(opened) - before,
             }
         )
-        print(f"  {spec['name']}: {row} in {elapsed:.1f} s", file=sys.stderr, flush=True)
+        mode = "one at a time" if concurrency == 1 else f"{concurrency} at once"
+        print(
+            f"  {spec['name']}: {links:,} links at {latency} ms, W {workers}, {mode}: "
+            f"{elapsed:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     return results
 
 
@@ -159,7 +164,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="the quick rows (see above)")
+    parser.add_argument(
+        "--quick", action="store_true", help="300 links, 20 ms, W 8 and 16, both databases"
+    )
     parser.add_argument("--links", type=integers, help="backlogs; default 100,1000,10000")
     parser.add_argument("--latency", type=integers, help="in ms; default 20,100")
     parser.add_argument("--workers", type=integers, help="W; default 8,16")
@@ -244,7 +251,8 @@ def print_table(rows: list[dict[str, Any]], limit: float, elapsed: float) -> Non
             seconds = extrapolate["seconds"] * row["links"] / extrapolate["links"]
             rate = row["links"] / seconds
             cells.append(
-                [*where, f"one at a time (from {extrapolate['links']:,})", f"{seconds:,.0f}",
+                [*where, f"one at a time, extrapolated from {extrapolate['links']:,}",
+                 f"{seconds:,.0f}",
                  f"{rate:.1f}", "", "", f"{rate / floor:.0%}{cpu}", "", ""]
             )  # fmt: skip
     print(table(headers, cells, right=1))
