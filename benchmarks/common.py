@@ -7,6 +7,7 @@ not share a GIL with the code measured; a benchmark chooses its token and ends i
 
 from __future__ import annotations
 
+import argparse
 import math
 import multiprocessing
 import os
@@ -17,7 +18,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,35 @@ def postgres_database(stack: ExitStack) -> dict[str, Any]:
 
     settings: dict[str, Any] = stack.enter_context(servers.postgres()).database_settings()
     return settings
+
+
+def login_view(request: Any) -> Any:
+    """A plain login view of a benchmark's site: ``authenticate`` and ``login``, 204 or 403."""
+    from django.contrib.auth import authenticate, login
+    from django.http import HttpResponse
+
+    user = authenticate(
+        request, username=request.POST.get("username"), password=request.POST.get("password")
+    )
+    if user is None:
+        return HttpResponse("bad credentials", status=403)
+    login(request, user)
+    return HttpResponse(status=204)
+
+
+def integers(minimum: int) -> Callable[[str], list[int]]:
+    """An option's parser: a comma-separated list of integers of at least ``minimum``."""
+
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(part) for part in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+        if min(values) < minimum:
+            raise argparse.ArgumentTypeError(f"each must be at least {minimum}: {text!r}")
+        return values
+
+    return parse
 
 
 # -- the machine, statistics and tables -----------------------------------------------------------

@@ -38,7 +38,16 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from common import configure, machine, median, percentile, postgres_database, simulator, table
+from common import (
+    configure,
+    login_view,
+    machine,
+    median,
+    percentile,
+    postgres_database,
+    simulator,
+    table,
+)
 
 PASSWORD = "benchmark-password"  # noqa: S105 (a benchmark's user)
 BACKENDS = {
@@ -56,19 +65,6 @@ def page(request: Any) -> Any:
 
     get_token(request)
     return HttpResponse("ok")
-
-
-def login_view(request: Any) -> Any:
-    from django.contrib.auth import authenticate, login
-    from django.http import HttpResponse
-
-    user = authenticate(
-        request, username=request.POST.get("username"), password=request.POST.get("password")
-    )
-    if user is None:
-        return HttpResponse("bad credentials", status=403)
-    login(request, user)
-    return HttpResponse(status=204)
 
 
 def __getattr__(name: str) -> Any:  # ROOT_URLCONF is this module: its patterns once Django is up

@@ -45,6 +45,7 @@ from common import (
     StartedThreads,
     capacity,
     configure,
+    integers,
     median,
     print_header,
     simulator,
@@ -212,21 +213,6 @@ def run_rows(giosg: Giosg, args: argparse.Namespace, rooms: int) -> list[Row]:
                     rows.append(measure(row, detach(workers)))
             print(f"  R={rooms} C={chats} L={latency} ms done", flush=True)
     return rows
-
-
-def integers(minimum: int) -> Callable[[str], list[int]]:
-    """An option's parser: a comma-separated list of integers of at least ``minimum``."""
-
-    def parse(text: str) -> list[int]:
-        try:
-            values = [int(part) for part in text.split(",")]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
-        if min(values) < minimum:
-            raise argparse.ArgumentTypeError(f"each must be at least {minimum}: {text!r}")
-        return values
-
-    return parse
 
 
 def main() -> int:

@@ -54,6 +54,8 @@ from django.db import models
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' servers
+from common import login_view  # (this script's folder is on sys.path)
+
 from tests import servers
 
 #: The task backends a worker runs: TASKS, the apps it needs, the worker's command.
@@ -173,19 +175,6 @@ def page(request: Any) -> Any:
     from django.http import HttpResponse
 
     return HttpResponse("ok")
-
-
-def login_view(request: Any) -> Any:
-    from django.contrib.auth import authenticate, login
-    from django.http import HttpResponse
-
-    user = authenticate(
-        request, username=request.POST.get("username"), password=request.POST.get("password")
-    )
-    if user is None:
-        return HttpResponse("bad credentials", status=403)
-    login(request, user)
-    return HttpResponse(status=204)
 
 
 def logout_view(request: Any) -> Any:

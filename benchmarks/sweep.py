@@ -36,7 +36,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from common import Giosg, capacity, configure, postgres_database, print_header, simulator, table
+from common import (
+    Giosg,
+    capacity,
+    configure,
+    integers,
+    postgres_database,
+    print_header,
+    simulator,
+    table,
+)
 
 ROOMS = 50
 KEYS = [f"key{n}" for n in range(5)]
@@ -142,16 +151,6 @@ def run_database(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def integers(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
-    if min(values) < 1:
-        raise argparse.ArgumentTypeError(f"each must be at least 1: {text!r}")
-    return values
-
-
 def databases(text: str) -> list[str]:
     names = text.split(",")
     unknown = set(names) - {"sqlite", "postgres"}
@@ -167,9 +166,9 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="300 links, 20 ms, W 8 and 16, both databases"
     )
-    parser.add_argument("--links", type=integers, help="backlogs; default 100,1000,10000")
-    parser.add_argument("--latency", type=integers, help="in ms; default 20,100")
-    parser.add_argument("--workers", type=integers, help="W; default 8,16")
+    parser.add_argument("--links", type=integers(1), help="backlogs; default 100,1000,10000")
+    parser.add_argument("--latency", type=integers(1), help="in ms; default 20,100")
+    parser.add_argument("--workers", type=integers(1), help="W; default 8,16")
     parser.add_argument("--db", type=databases, help="default sqlite,postgres")
     parser.add_argument("--concurrency", type=int, default=4, help="SWEEP_CONCURRENCY (default 4)")
     parser.add_argument(
