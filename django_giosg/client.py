@@ -12,6 +12,8 @@ against giosg's HTTPS would mean a fresh TLS handshake for a later call.
 
 Every call has a timeout and its own retry loop (429, 500, 502, 503, 504, connection errors and
 timeouts; exponential backoff with jitter; ``Retry-After`` honoured up to ``RETRY_AFTER_CAP``).
+A 429 pauses the whole process, not only the call that got it: every call waits until the pause
+giosg asked for is over (up to ``RETRY_AFTER_CAP``), or ends unsent if its deadline comes first.
 The loop lives here rather than in urllib3's ``Retry``, which does not retry POST or PATCH by
 default and honours ``Retry-After`` only for some statuses. All giosg writes used here are
 idempotent (a re-POSTed key overwrites, ending an ended chat changes nothing), so retrying a call
@@ -180,6 +182,9 @@ class GiosgClient:
         self._session_pid = 0
         #: A connection for each call in flight: taken before a request, given back after it.
         self._connections = threading.BoundedSemaphore(pool_size)
+        #: No call is sent before this point on ``clock``: giosg answered one of them 429.
+        self._quiet_until = -math.inf
+        self._quiet_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: GiosgSettings, **overrides: Any) -> GiosgClient:
@@ -341,6 +346,7 @@ class GiosgClient:
                 self._session = self._new_session()
                 self._session_pid = pid
                 self._connections = threading.BoundedSemaphore(self.pool_size)
+                self._quiet_lock = threading.Lock()
             return self._session
 
     def _new_session(self) -> requests.Session:
@@ -429,6 +435,7 @@ class GiosgClient:
             error: GiosgError
             retry_after: float | None = None
             try:
+                self._wait_while_quiet(deadline, method, path)
                 session = self._get_session()
                 connections = self._connections  # (the child's own, after a fork)
                 if not connections.acquire(timeout=self._wait_for_connection(deadline)):
@@ -462,13 +469,15 @@ class GiosgClient:
                 error = self._error(response, method, path, (self._token, *secrets), retry_after)
                 if status not in RETRYABLE_STATUSES:
                     raise _counted(error, uncertain)
+            delay = retry_after if retry_after is not None else self._backoff(attempt + 1)
+            if isinstance(error, GiosgRateLimited):
+                self._keep_quiet(min(delay, self.retry_after_cap))
             if attempt >= retries:
                 raise _counted(error, uncertain)
             if retry_after is not None and retry_after > self.retry_after_cap:
                 # giosg asks for a longer pause than a caller here may wait
                 raise _counted(error, uncertain)
             attempt += 1
-            delay = retry_after if retry_after is not None else self._backoff(attempt)
             if deadline is not None and self._clock() + delay >= deadline:
                 raise _counted(error, uncertain)
             logger.warning(
@@ -481,6 +490,30 @@ class GiosgClient:
                 delay,
             )
             self._sleep(delay)
+
+    def _keep_quiet(self, seconds: float) -> None:
+        """giosg answered 429: no call of this process is sent for ``seconds``. Its other calls
+        in flight (other threads, other workflows) back off with this one, rather than each
+        finding out for itself with a 429 of its own."""
+        with self._quiet_lock:
+            self._quiet_until = max(self._quiet_until, self._clock() + seconds)
+
+    def _wait_while_quiet(self, deadline: float | None, method: str, path: str) -> None:
+        """Wait until giosg's pause (:meth:`_keep_quiet`) is over; a call whose deadline comes
+        first ends at once, unsent, with :class:`~django_giosg.errors.GiosgRateLimited`."""
+        wait = self._quiet_until - self._clock()
+        if wait <= 0:
+            return
+        if deadline is not None and self._clock() + wait >= deadline:
+            raise GiosgRateLimited(
+                f"not sent: giosg asked for a pause ({wait:.2f} s more) that outlasts the call's "
+                "deadline",
+                method=method,
+                path=path,
+                retry_after=wait,
+            )
+        logger.debug("giosg %s %s waits %.2f s: giosg asked for a pause", method, path, wait)
+        self._sleep(wait)
 
     def _wait_for_connection(self, deadline: float | None) -> float | None:
         """How long a call may wait for a free connection: until its deadline, if it has one."""

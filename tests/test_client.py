@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -488,6 +490,107 @@ def test_a_retry_after_beyond_the_cap_is_not_waited_for(
     assert caught.value.retry_after == 31.0
     assert len(mocked.calls) == 1
     assert clock.sleeps == []
+
+
+# -- a 429 pauses the whole process ---------------------------------------------------------------
+
+
+def sent_at(clock: FakeClock, times: list[float], status: int) -> Callable[..., Any]:
+    """A ``responses`` callback that notes when (on ``clock``) each request was sent."""
+
+    def answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        times.append(clock.now)
+        return status, {}, json.dumps(chat_json(is_ended=True))
+
+    return answer
+
+
+def rate_limited(client: GiosgClient, mocked: responses.RequestsMock, retry_after: str) -> None:
+    """One call of the process gets a 429 (and gives up at once, as inside a request)."""
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    mocked.post(VARIABLES_URL, status=429, headers=headers)
+    with pytest.raises(GiosgRateLimited):
+        client.set_variable(ROOM, VISITOR, "username", "Alice", max_retries=0)
+
+
+def test_a_429_pauses_the_other_calls_of_the_process(
+    client: GiosgClient, mocked: responses.RequestsMock, clock: FakeClock
+) -> None:
+    """Another endpoint, another caller: it waits out the pause giosg asked for before it sends,
+    rather than finding out with a 429 of its own."""
+    rate_limited(client, mocked, "7")
+    times: list[float] = []
+    mocked.add_callback(responses.PATCH, CHAT_URL, callback=sent_at(clock, times, 200))
+    asked_at = clock.now
+    client.end_chat(CHAT)
+    assert clock.sleeps == [7.0]
+    assert times == [asked_at + 7.0]
+    client.end_chat(CHAT)  # the pause is over: no more waiting
+    assert clock.sleeps == [7.0]
+
+
+def test_a_429_without_retry_after_pauses_the_process_for_the_backoff(
+    client: GiosgClient, mocked: responses.RequestsMock, clock: FakeClock
+) -> None:
+    rate_limited(client, mocked, "")
+    mocked.patch(CHAT_URL, json=chat_json(is_ended=True))
+    client.end_chat(CHAT)
+    assert clock.sleeps == [0.5]  # the first retry's backoff
+
+
+def test_the_process_pauses_at_most_retry_after_cap(
+    client: GiosgClient, mocked: responses.RequestsMock, clock: FakeClock
+) -> None:
+    rate_limited(client, mocked, "3600")
+    mocked.patch(CHAT_URL, json=chat_json(is_ended=True))
+    client.end_chat(CHAT)
+    assert clock.sleeps == [30.0]
+
+
+def test_a_call_whose_deadline_comes_first_ends_unsent_during_a_pause(
+    client: GiosgClient, mocked: responses.RequestsMock, clock: FakeClock
+) -> None:
+    rate_limited(client, mocked, "7")
+    mocked.patch(CHAT_URL, json=chat_json(is_ended=True))
+    with pytest.raises(GiosgRateLimited) as caught:
+        client.end_chat(CHAT, deadline=client.deadline_after(5))
+    assert "not sent" in str(caught.value)
+    assert caught.value.retry_after == 7.0
+    assert caught.value.uncertain == 0
+    assert [call.request.method for call in mocked.calls] == ["POST"]
+    assert clock.sleeps == []
+
+
+def test_the_call_that_got_the_429_does_not_wait_twice(
+    client: GiosgClient, mocked: responses.RequestsMock, clock: FakeClock
+) -> None:
+    """Its own retry waits the pause once; a second 429 makes the pause longer for all."""
+    mocked.post(VARIABLES_URL, status=429, headers={"Retry-After": "7"})
+    mocked.post(VARIABLES_URL, status=429, headers={"Retry-After": "2"})
+    mocked.post(VARIABLES_URL, status=201)
+    client.set_variable(ROOM, VISITOR, "username", "Alice")
+    assert clock.sleeps == [7.0, 2.0]
+
+
+def test_calls_of_other_threads_wait_out_the_pause(mocked: responses.RequestsMock) -> None:
+    """Real threads and time: a call started while the pause lasts is sent after it ends."""
+    giosg = GiosgClient(api_token=TOKEN, organization_id=ORG, base_url=BASE, max_retries=0)
+    paused_at = time.monotonic()  # (the pause starts a little later: with the 429)
+    rate_limited(giosg, mocked, "0.3")
+    sent: list[float] = []
+
+    def answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        sent.append(time.monotonic())
+        return 200, {}, json.dumps(chat_json(is_ended=True))
+
+    mocked.add_callback(responses.PATCH, CHAT_URL, callback=answer)
+    threads = [threading.Thread(target=giosg.end_chat, args=(CHAT,)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(sent) == 3
+    assert min(sent) >= paused_at + 0.3
 
 
 def test_retries_are_logged_as_warnings(
