@@ -143,9 +143,22 @@ def _settle(request: HttpRequest, response: HttpResponseBase) -> None:
         closers: list[Callable[[], None]] = response._resource_closers  # type: ignore[attr-defined]
         closers.append(partial(_release_devices, devices))
     store: SessionBase | None = getattr(request, "session", None)
-    if after.bound and store is not None and session.still_stored(store) is False:
+    if (
+        after.bound
+        and store is not None
+        and _known_elsewhere(request, store)
+        and session.still_stored(store) is False
+    ):
         logger.info("django-giosg: the session was deleted while it bound a visitor; released")
         tasks.release_links(after.bound)
+
+
+def _known_elsewhere(request: HttpRequest, store: SessionBase) -> bool:
+    """Whether another request can know the session's key, and so have deleted the session:
+    only if the browser sent it. A key made in this request (``login()`` rotates it) reaches the
+    browser with this answer, so a login needs no query to know its session is still there."""
+    key = store.session_key
+    return key is not None and key == request.COOKIES.get(django_settings.SESSION_COOKIE_NAME)
 
 
 def _release_devices(devices: list[str]) -> None:

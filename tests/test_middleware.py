@@ -117,6 +117,30 @@ def test_errors_of_the_checks_before_and_after_the_view_never_break_the_page(
     assert "could not check the session's bindings after the view" in caplog.text
 
 
+@pytest.mark.django_db(transaction=True)
+def test_only_a_session_whose_key_the_browser_sent_is_read_again_after_a_bind(
+    giosg_simulator: GiosgSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A logout in another request can only delete a session whose key it has. ``login()``
+    rotates the key: the new one reaches the browser with the answer, so the login's bind needs
+    no query. A logged-in capture binds in the browser's session, which is read again."""
+    asked: list[str | None] = []
+    real = session.still_stored
+
+    def recorded(store: SessionStore) -> bool | None:
+        asked.append(store.session_key)
+        return real(store)
+
+    monkeypatch.setattr(session, "still_stored", recorded)
+    browser = Browser()
+    browser.capture()
+    browser.login(make_user("ann"))
+    assert asked == []
+    assert only_link().state == State.ATTACHED
+    browser.capture("f" * 32)  # another visitor id: a bind in the session the browser sent
+    assert asked == [browser.http.cookies[settings.SESSION_COOKIE_NAME].value]
+
+
 # -- under ASGI ----------------------------------------------------------------------------------
 
 

@@ -154,13 +154,16 @@ def over_user_rate(
     if rate is None:
         return False
     mine = VisitorLink.objects.filter(user_id=user_id)
-    if made is None and mine.filter(visitor_id=visitor_id).live().exists():
-        return False
-    recent = mine.filter(created_at__gte=clock.now() - RATE_WINDOW)
+    window_start = clock.now() - RATE_WINDOW
+    recent = Q(created_at__gte=window_start)
     if made is not None:
-        recent = recent.filter(pk__lte=made)
-    bound = list(recent.values_list("visitor_id", flat=True))
-    if made is None:
+        bound = list(mine.filter(recent, pk__lte=made).values_list("visitor_id", flat=True))
+    else:  # (one query: the user's recent links, and their live link of this id if older)
+        held = Q(visitor_id=visitor_id, state__in=LIVE_STATES)
+        rows = list(mine.filter(recent | held).values_list("visitor_id", "state", "created_at"))
+        if any(row[0] == visitor_id and row[1] in LIVE_STATES for row in rows):
+            return False
+        bound = [row[0] for row in rows if row[2] >= window_start]
         bound.append(visitor_id)  # the binding asked for
     return len(bound) > rate * BINDINGS_PER_ID or len(set(bound)) > rate
 

@@ -335,6 +335,18 @@ def test_a_live_binding_older_than_the_hour_binds_again_over_the_rate(user: Abst
     assert plan.attach is not None
 
 
+def test_the_users_rate_is_counted_with_one_query(
+    user: AbstractUser, django_assert_num_queries: Any
+) -> None:
+    limited = two_rooms(USER_CAPTURE_RATE=3)
+    for visitor_id in new_ids(2):
+        links.bind(user, visitor_id, limited, device=visitor_id * 2)
+    with django_assert_num_queries(1):
+        assert links.over_user_rate(user.pk, VISITOR, limited) is False
+    with django_assert_num_queries(1):  # a live id of the user's binds again, uncounted
+        assert links.over_user_rate(user.pk, new_ids(1)[0], limited) is False
+
+
 def test_user_capture_rate_none_turns_the_limit_off(user: AbstractUser) -> None:
     unlimited = two_rooms(CAPTURE_RATE=1, USER_CAPTURE_RATE=None)
     for visitor_id in new_ids(5):
