@@ -343,10 +343,11 @@ class GiosgClient:
             if self._session is None or self._session_pid != pid:
                 # After fork() the parent's pooled sockets must not be shared, nor its count of
                 # connections in use by threads the child does not have: start afresh.
+                if self._session_pid != pid:  # (a lock held by a thread the child lacks)
+                    self._quiet_lock = threading.Lock()
                 self._session = self._new_session()
                 self._session_pid = pid
                 self._connections = threading.BoundedSemaphore(self.pool_size)
-                self._quiet_lock = threading.Lock()
             return self._session
 
     def _new_session(self) -> requests.Session:
@@ -435,15 +436,9 @@ class GiosgClient:
             error: GiosgError
             retry_after: float | None = None
             try:
-                self._wait_while_quiet(deadline, method, path)
                 session = self._get_session()
                 connections = self._connections  # (the child's own, after a fork)
-                if not connections.acquire(timeout=self._wait_for_connection(deadline)):
-                    raise GiosgUnavailable(
-                        "deadline exceeded (waiting for a free connection)",
-                        method=method,
-                        path=path,
-                    )
+                self._take_connection(connections, deadline, method, path)
                 try:
                     response = session.request(
                         method,
@@ -455,7 +450,7 @@ class GiosgClient:
                     )
                 finally:
                     connections.release()
-            except GiosgError as err:  # the deadline passed before this attempt
+            except GiosgError as err:  # not sent: the deadline came first (or a pause)
                 raise _counted(err, uncertain) from None
             except requests.RequestException as err:
                 error = _unavailable(err, method, path)
@@ -469,8 +464,9 @@ class GiosgClient:
                 error = self._error(response, method, path, (self._token, *secrets), retry_after)
                 if status not in RETRYABLE_STATUSES:
                     raise _counted(error, uncertain)
-            delay = retry_after if retry_after is not None else self._backoff(attempt + 1)
+            delay = retry_after
             if isinstance(error, GiosgRateLimited):
+                delay = self._backoff(attempt + 1) if delay is None else delay
                 self._keep_quiet(min(delay, self.retry_after_cap))
             if attempt >= retries:
                 raise _counted(error, uncertain)
@@ -478,6 +474,7 @@ class GiosgClient:
                 # giosg asks for a longer pause than a caller here may wait
                 raise _counted(error, uncertain)
             attempt += 1
+            delay = self._backoff(attempt) if delay is None else delay
             if deadline is not None and self._clock() + delay >= deadline:
                 raise _counted(error, uncertain)
             logger.warning(
@@ -498,22 +495,40 @@ class GiosgClient:
         with self._quiet_lock:
             self._quiet_until = max(self._quiet_until, self._clock() + seconds)
 
+    def _take_connection(
+        self,
+        connections: threading.BoundedSemaphore,
+        deadline: float | None,
+        method: str,
+        path: str,
+    ) -> None:
+        """A connection to send on, once giosg's pause (:meth:`_keep_quiet`) is over: a pause
+        that began while the call waited for the connection is waited out too."""
+        while True:
+            self._wait_while_quiet(deadline, method, path)
+            if not connections.acquire(timeout=self._wait_for_connection(deadline)):
+                raise GiosgUnavailable(
+                    "deadline exceeded (waiting for a free connection)", method=method, path=path
+                )
+            if self._quiet_until <= self._clock():
+                return
+            connections.release()
+
     def _wait_while_quiet(self, deadline: float | None, method: str, path: str) -> None:
-        """Wait until giosg's pause (:meth:`_keep_quiet`) is over; a call whose deadline comes
-        first ends at once, unsent, with :class:`~django_giosg.errors.GiosgRateLimited`."""
-        wait = self._quiet_until - self._clock()
-        if wait <= 0:
-            return
-        if deadline is not None and self._clock() + wait >= deadline:
-            raise GiosgRateLimited(
-                f"not sent: giosg asked for a pause ({wait:.2f} s more) that outlasts the call's "
-                "deadline",
-                method=method,
-                path=path,
-                retry_after=wait,
-            )
-        logger.debug("giosg %s %s waits %.2f s: giosg asked for a pause", method, path, wait)
-        self._sleep(wait)
+        """Wait until giosg's pause is over, however often another 429 makes it longer; a call
+        whose deadline comes first ends at once, unsent, with
+        :class:`~django_giosg.errors.GiosgRateLimited`."""
+        while (wait := self._quiet_until - self._clock()) > 0:
+            if deadline is not None and self._clock() + wait >= deadline:
+                raise GiosgRateLimited(
+                    f"not sent: giosg asked for a pause ({wait:.2f} s more) that outlasts the "
+                    "call's deadline",
+                    method=method,
+                    path=path,
+                    retry_after=wait,
+                )
+            logger.debug("giosg %s %s waits %.2f s: giosg asked for a pause", method, path, wait)
+            self._sleep(wait)
 
     def _wait_for_connection(self, deadline: float | None) -> float | None:
         """How long a call may wait for a free connection: until its deadline, if it has one."""

@@ -78,7 +78,9 @@ class GiosgNotFound(GiosgAPIError):
 
 
 class GiosgRateLimited(GiosgAPIError):
-    """429 after the retries, or with a ``Retry-After`` longer than this client may wait."""
+    """429 after the retries, or with a ``Retry-After`` longer than this client may wait; or a
+    call not sent at all, because the pause giosg asked for after another call's 429 outlasts
+    its deadline (its message says "not sent")."""
 
     def __init__(
         self,

@@ -22,8 +22,10 @@ receivers and the view note what to check, :mod:`django_giosg.request_notes`):
 - after a logout, once its answer has been sent, every live link made in this browser is
   released: a capture or a login racing the logout may have bound a visitor the logout's session
   did not know of;
-- after a capture or a login bound a visitor, the session is read again from its store: if a
-  logout in another request deleted it meanwhile, the binding is released.
+- after a capture or a login bound a visitor in the session the request came with, the session
+  is read again from its store: if a logout in another request deleted it meanwhile, the binding
+  is released. (A session whose key was made in this request, as ``login()`` rotates it, is
+  known to no other request yet: nothing to read.)
 
 It sets the browser's device cookie when the request used it (see :mod:`django_giosg.device`),
 and carries the browser's share of an ending to the next page (see
@@ -86,6 +88,7 @@ def _remember_visitor(request: HttpRequest) -> None:
                 session.get_binding(store),
                 user_key if isinstance(user_key, str) else None,
                 session.get_device(store),
+                store.session_key,  # (None once loaded, if the browser's session is gone)
             )
     except GiosgConfigurationError:
         return  # reported by the system checks; never break the site over it
@@ -155,10 +158,12 @@ def _settle(request: HttpRequest, response: HttpResponseBase) -> None:
 
 def _known_elsewhere(request: HttpRequest, store: SessionBase) -> bool:
     """Whether another request can know the session's key, and so have deleted the session:
-    only if the browser sent it. A key made in this request (``login()`` rotates it) reaches the
-    browser with this answer, so a login needs no query to know its session is still there."""
+    only if the session came in with the request. A key made in this request (``login()``
+    rotates it) reaches the browser with this answer, so a login needs no query to know its
+    session is still there."""
     key = store.session_key
-    return key is not None and key == request.COOKIES.get(django_settings.SESSION_COOKIE_NAME)
+    before = request_notes.before_view(request)
+    return key is not None and (before is None or key == before.session_key)
 
 
 def _release_devices(devices: list[str]) -> None:

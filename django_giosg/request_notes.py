@@ -28,6 +28,7 @@ class Before:
     binding: SessionBinding | None = None
     user_key: str | None = None  # the user id django.contrib.auth keeps in the session
     device: str | None = None  # the device digest the session noted
+    session_key: str | None = None  # the key of the session the request came with
 
 
 @dataclass

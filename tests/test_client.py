@@ -564,7 +564,7 @@ def test_a_call_whose_deadline_comes_first_ends_unsent_during_a_pause(
 def test_the_call_that_got_the_429_does_not_wait_twice(
     client: GiosgClient, mocked: responses.RequestsMock, clock: FakeClock
 ) -> None:
-    """Its own retry waits the pause once; a second 429 makes the pause longer for all."""
+    """Its own retry waits the pause once, and each 429 starts a pause of its own."""
     mocked.post(VARIABLES_URL, status=429, headers={"Retry-After": "7"})
     mocked.post(VARIABLES_URL, status=429, headers={"Retry-After": "2"})
     mocked.post(VARIABLES_URL, status=201)
@@ -572,11 +572,59 @@ def test_the_call_that_got_the_429_does_not_wait_twice(
     assert clock.sleeps == [7.0, 2.0]
 
 
+def test_a_429_during_the_pause_makes_the_waiting_calls_wait_longer(
+    client: GiosgClient, mocked: responses.RequestsMock, clock: FakeClock
+) -> None:
+    rate_limited(client, mocked, "7")
+    times: list[float] = []
+    mocked.add_callback(responses.PATCH, CHAT_URL, callback=sent_at(clock, times, 200))
+    asked_at = clock.now
+
+    def sleep_while_another_call_gets_a_429(seconds: float) -> None:
+        clock.sleep(seconds)
+        if len(clock.sleeps) == 1:
+            rate_limited(client, mocked, "3")
+
+    client._sleep = sleep_while_another_call_gets_a_429
+    client.end_chat(CHAT)
+    assert clock.sleeps == [7.0, 3.0]
+    assert times == [asked_at + 10.0]
+
+
+class RacingConnections:
+    """The process's connections, where another call gets a 429 while the first call to take
+    one waits for it."""
+
+    def __init__(self, race: Callable[[], None]) -> None:
+        self.real = threading.BoundedSemaphore(2)
+        self.race: Callable[[], None] | None = race
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        taken = self.real.acquire(timeout=timeout)
+        race, self.race = self.race, None
+        if race is not None:
+            race()
+        return taken
+
+    def release(self) -> None:
+        self.real.release()
+
+
+def test_a_pause_that_began_while_a_call_waited_for_its_connection_is_waited_out(
+    client: GiosgClient, mocked: responses.RequestsMock, clock: FakeClock
+) -> None:
+    times: list[float] = []
+    mocked.add_callback(responses.PATCH, CHAT_URL, callback=sent_at(clock, times, 200))
+    asked_at = clock.now
+    client._get_session()  # (the connections are made with the session)
+    client._connections = RacingConnections(lambda: rate_limited(client, mocked, "4"))  # type: ignore[assignment]
+    client.end_chat(CHAT)
+    assert clock.sleeps == [4.0]
+    assert times == [asked_at + 4.0]
+
+
 def test_calls_of_other_threads_wait_out_the_pause(mocked: responses.RequestsMock) -> None:
     """Real threads and time: a call started while the pause lasts is sent after it ends."""
-    giosg = GiosgClient(api_token=TOKEN, organization_id=ORG, base_url=BASE, max_retries=0)
-    paused_at = time.monotonic()  # (the pause starts a little later: with the 429)
-    rate_limited(giosg, mocked, "0.3")
     sent: list[float] = []
 
     def answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
@@ -584,11 +632,14 @@ def test_calls_of_other_threads_wait_out_the_pause(mocked: responses.RequestsMoc
         return 200, {}, json.dumps(chat_json(is_ended=True))
 
     mocked.add_callback(responses.PATCH, CHAT_URL, callback=answer)
-    threads = [threading.Thread(target=giosg.end_chat, args=(CHAT,)) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with GiosgClient(api_token=TOKEN, organization_id=ORG, base_url=BASE, max_retries=0) as giosg:
+        paused_at = time.monotonic()  # (the pause starts a little later: with the 429)
+        rate_limited(giosg, mocked, "0.3")
+        threads = [threading.Thread(target=giosg.end_chat, args=(CHAT,)) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     assert len(sent) == 3
     assert min(sent) >= paused_at + 0.3
 
