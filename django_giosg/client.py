@@ -13,7 +13,8 @@ against giosg's HTTPS would mean a fresh TLS handshake for a later call.
 Every call has a timeout and its own retry loop (429, 500, 502, 503, 504, connection errors and
 timeouts; exponential backoff with jitter; ``Retry-After`` honoured up to ``RETRY_AFTER_CAP``).
 A 429 pauses the whole process, not only the call that got it: every call waits until the pause
-giosg asked for is over (up to ``RETRY_AFTER_CAP``), or ends unsent if its deadline comes first.
+giosg asked for is over (up to ``RETRY_AFTER_CAP``), or ends unsent if its deadline comes first
+(:class:`~django_giosg.errors.GiosgUnavailable`, "deadline exceeded").
 The loop lives here rather than in urllib3's ``Retry``, which does not retry POST or PATCH by
 default and honours ``Retry-After`` only for some statuses. All giosg writes used here are
 idempotent (a re-POSTed key overwrites, ending an ended chat changes nothing), so retrying a call
@@ -517,15 +518,14 @@ class GiosgClient:
     def _wait_while_quiet(self, deadline: float | None, method: str, path: str) -> None:
         """Wait until giosg's pause is over, however often another 429 makes it longer; a call
         whose deadline comes first ends at once, unsent, with
-        :class:`~django_giosg.errors.GiosgRateLimited`."""
+        :class:`~django_giosg.errors.GiosgUnavailable` (as one that cannot get a connection in
+        time: giosg answered nothing)."""
         while (wait := self._quiet_until - self._clock()) > 0:
             if deadline is not None and self._clock() + wait >= deadline:
-                raise GiosgRateLimited(
-                    f"not sent: giosg asked for a pause ({wait:.2f} s more) that outlasts the "
-                    "call's deadline",
+                raise GiosgUnavailable(
+                    f"deadline exceeded (not sent: giosg asked for a pause, {wait:.2f} s more)",
                     method=method,
                     path=path,
-                    retry_after=wait,
                 )
             logger.debug("giosg %s %s waits %.2f s: giosg asked for a pause", method, path, wait)
             self._sleep(wait)

@@ -78,9 +78,7 @@ class GiosgNotFound(GiosgAPIError):
 
 
 class GiosgRateLimited(GiosgAPIError):
-    """429 after the retries, or with a ``Retry-After`` longer than this client may wait; or a
-    call not sent at all, because the pause giosg asked for after another call's 429 outlasts
-    its deadline (its message says "not sent")."""
+    """429 after the retries, or with a ``Retry-After`` longer than this client may wait."""
 
     def __init__(
         self,
