@@ -457,7 +457,7 @@ def test_retry_after_seconds_are_honoured(
     mocked.post(VARIABLES_URL, status=503, headers={"Retry-After": "0"})
     mocked.post(VARIABLES_URL, status=201)
     client.set_variable(ROOM, VISITOR, "username", "Alice")
-    assert clock.sleeps == [7.0, 0.0]
+    assert clock.sleeps == [7.0, 0.0]  # (the 429's pause for the process is waited once)
 
 
 def test_retry_after_as_an_http_date_is_honoured(
@@ -559,17 +559,6 @@ def test_a_call_whose_deadline_comes_first_ends_unsent_during_a_pause(
     assert caught.value.uncertain == 0
     assert [call.request.method for call in mocked.calls] == ["POST"]
     assert clock.sleeps == []
-
-
-def test_the_call_that_got_the_429_does_not_wait_twice(
-    client: GiosgClient, mocked: responses.RequestsMock, clock: FakeClock
-) -> None:
-    """Its own retry waits the pause once, and each 429 starts a pause of its own."""
-    mocked.post(VARIABLES_URL, status=429, headers={"Retry-After": "7"})
-    mocked.post(VARIABLES_URL, status=429, headers={"Retry-After": "2"})
-    mocked.post(VARIABLES_URL, status=201)
-    client.set_variable(ROOM, VISITOR, "username", "Alice")
-    assert clock.sleeps == [7.0, 2.0]
 
 
 def test_a_429_during_the_pause_makes_the_waiting_calls_wait_longer(
