@@ -529,22 +529,22 @@ def test_a_429_pauses_the_other_calls_of_the_process(
     assert clock.sleeps == [7.0]
 
 
-def test_a_429_without_retry_after_pauses_the_process_for_the_backoff(
-    client: GiosgClient, mocked: responses.RequestsMock, clock: FakeClock
+@pytest.mark.parametrize(
+    ("retry_after", "pause"),
+    [("", 0.5), ("3600", 30.0)],
+    ids=["without Retry-After: the first retry's backoff", "at most RETRY_AFTER_CAP"],
+)
+def test_how_long_a_429_pauses_the_process(
+    retry_after: str,
+    pause: float,
+    client: GiosgClient,
+    mocked: responses.RequestsMock,
+    clock: FakeClock,
 ) -> None:
-    rate_limited(client, mocked, "")
+    rate_limited(client, mocked, retry_after)
     mocked.patch(CHAT_URL, json=chat_json(is_ended=True))
     client.end_chat(CHAT)
-    assert clock.sleeps == [0.5]  # the first retry's backoff
-
-
-def test_the_process_pauses_at_most_retry_after_cap(
-    client: GiosgClient, mocked: responses.RequestsMock, clock: FakeClock
-) -> None:
-    rate_limited(client, mocked, "3600")
-    mocked.patch(CHAT_URL, json=chat_json(is_ended=True))
-    client.end_chat(CHAT)
-    assert clock.sleeps == [30.0]
+    assert clock.sleeps == [pause]
 
 
 def test_a_call_whose_deadline_comes_first_ends_unsent_during_a_pause(
